@@ -1,0 +1,73 @@
+"""Makes RecBole 1.2.1 run on numpy 2 and torch >= 2.6.
+
+Import this module before ``recbole`` anywhere, Ray workers included
+(``bench/__init__.py`` does it, so any ``import bench...`` is enough).
+
+* numpy 2 removed the aliases ``np.float_``, ``np.complex_`` and ``np.unicode_``
+  that RecBole's ``Config.compatibility_settings`` dereferences.
+* torch >= 2.6 loads checkpoints with ``weights_only=True``. RecBole pickles its
+  whole ``Config`` object into every checkpoint, so reloading the best model fails.
+  Rather than switch the safety off, checkpoints are written in a weights-only-safe
+  form: the config is stored as a plain dict, and the few RecBole enums that remain
+  in it are registered as safe globals.
+"""
+from __future__ import annotations
+
+import enum
+import os
+
+import numpy as np
+import torch
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+for _alias, _target in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+    if not hasattr(np, _alias):
+        setattr(np, _alias, _target)
+
+
+def _plain(value):
+    """A copy of a config value that ``torch.load(weights_only=True)`` accepts."""
+    if value is None or isinstance(value, (bool, int, float, str, enum.Enum, torch.device)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def _install_checkpoint_format() -> None:
+    from recbole.trainer import trainer as recbole_trainer
+    from recbole.utils import enum_type
+
+    torch.serialization.add_safe_globals(
+        [obj for obj in vars(enum_type).values() if isinstance(obj, type) and issubclass(obj, enum.Enum)]
+    )
+    if getattr(recbole_trainer.Trainer._save_checkpoint, "_weights_only_safe", False):
+        return
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": _plain(self.config.final_config_dict),
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        tmp = f"{saved_model_file}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, saved_model_file)  # a killed run never leaves half a checkpoint
+        if verbose:
+            self.logger.info(f"Saving current: {saved_model_file}")
+
+    _save_checkpoint._weights_only_safe = True
+    recbole_trainer.Trainer._save_checkpoint = _save_checkpoint
+
+
+_install_checkpoint_format()
