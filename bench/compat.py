@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import enum
 import os
+import warnings
 
 import numpy as np
 import torch
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# RecBole 1.2.1 trips pandas/torch deprecation warnings on every load; they say nothing to users.
+for _category in (FutureWarning, DeprecationWarning, UserWarning):
+    warnings.filterwarnings("ignore", category=_category, module=r"recbole(\.|$)")
+warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler.*")
 
 for _alias, _target in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
     if not hasattr(np, _alias):

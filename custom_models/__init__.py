@@ -1,2 +1,18 @@
-"""Our models, as RecBole models. Importing this package registers them."""
+"""Our models, as RecBole models.
+
+``MODELS`` maps the name used in suites and on the command line to
+``"module:Class"``. Class names never equal a RecBole model's name, because RecBole's
+``Config`` would silently load that model's YAML defaults. Each model's own defaults
+live in a YAML file beside its module (``narm.py`` -> ``narm.yaml``).
+"""
 import bench.compat  # noqa: F401  (numpy/torch shims before recbole)
+
+MODELS = {
+    "narm": "custom_models.narm:BenchNARM",
+    "sasrec": "custom_models.sasrec:BenchSASRec",
+    "gru4rec": "custom_models.gru4rec:BenchGRU4Rec",
+    "pop": "custom_models.pop:BenchPOP",
+    "spop": "custom_models.spop:BenchSPOP",
+    "itemknn": "custom_models.itemknn:BenchItemKNN",
+    "bprmf": "custom_models.bprmf:BenchBPRMF",
+}

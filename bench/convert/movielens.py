@@ -1,0 +1,80 @@
+"""MovieLens ratings as implicit feedback: ``ratings.dat``, ``u.data`` or RecBole's atomic ``.inter``.
+
+* ``ratings.dat`` (ML-1M, ML-10M): ``user::item::rating::timestamp``;
+* ``u.data`` (ML-100k): ``user<TAB>item<TAB>rating<TAB>timestamp``;
+* RecBole's atomic file (``ml-100k.inter``, shipped inside the ``recbole`` package):
+  tab-separated with a typed header ``user_id:token item_id:token rating:float timestamp:float``.
+
+Every rating is an interaction; a user's sequence is ordered by timestamp, ties in
+file order. Users come in the order of their first rating. Leave-one-out protocol,
+history length 200 for ``ratings.dat`` (the MovieLens-1M convention), else 50.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.convert.sequences import Loaded, UserData
+from bench.convert.sources import first_line, read_table, require_file
+from bench.errors import InputError
+
+KNOWN_NAMES = ("ratings.dat", "u.data")
+
+
+def recbole_ml100k_path() -> Path:
+    """The ml-100k atomic folder that ships inside the installed ``recbole`` package."""
+    import bench  # noqa: F401  (the compatibility shims must run before recbole)
+    import recbole
+
+    return Path(os.path.dirname(recbole.__file__)) / "dataset_example" / "ml-100k"
+
+
+def _find(src: Path) -> Path:
+    """The ratings file: ``src`` itself, or the known file in the folder ``src``."""
+    if not src.is_dir():
+        return src
+    for name in KNOWN_NAMES + (f"{src.name}.inter",):
+        if (src / name).is_file():
+            return src / name
+    inter = sorted(src.glob("*.inter"))
+    if len(inter) == 1:
+        return inter[0]
+    raise InputError("no MovieLens ratings file in the folder (expected ratings.dat, u.data or one .inter file)",
+                     src)
+
+
+def _atomic_columns(path: Path, header: str) -> dict[int, str]:
+    """Column positions of user_id, item_id and timestamp from a typed RecBole header."""
+    names = [field.split(":")[0] for field in header.split("\t")]
+    wanted = {"user_id": "user", "item_id": "item", "timestamp": "timestamp"}
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise InputError(f"RecBole atomic header lacks {', '.join(missing)}", path, 1)
+    return {names.index(name): short for name, short in wanted.items()}
+
+
+def read(src: Path) -> Loaded:
+    """Read a MovieLens ratings file (or the folder holding one)."""
+    path = require_file(_find(src), "MovieLens ratings")
+    header = first_line(path).lstrip("\ufeff")
+    if "::" in header:
+        # A one-character separator keeps pandas' fast C reader: '::' leaves empty fields between.
+        frame = read_table(path, sep=":", ncols=7, columns={0: "user", 2: "item", 6: "timestamp"},
+                           what="MovieLens ratings.dat (user::item::rating::timestamp)",
+                           int_cols=("user", "item"), float_cols=("timestamp",))
+        default_max_len = 200
+    elif ":token" in header or ":float" in header:
+        frame = read_table(path, sep="\t", ncols=len(header.split("\t")), columns=_atomic_columns(path, header),
+                           what="RecBole atomic .inter", int_cols=("user", "item"),
+                           float_cols=("timestamp",), skip=1)
+        default_max_len = 50
+    elif "\t" in header:
+        frame = read_table(path, sep="\t", ncols=4, columns={0: "user", 1: "item", 3: "timestamp"},
+                           what="MovieLens u.data (user item rating timestamp, tab-separated)",
+                           int_cols=("user", "item"), float_cols=("timestamp",))
+        default_max_len = 50
+    else:
+        raise InputError("not a MovieLens ratings file (expected ratings.dat, u.data or a RecBole .inter file)",
+                         path, 1)
+    data = UserData.from_events(frame["user"].to_numpy(), frame["item"].to_numpy(), frame["timestamp"].to_numpy())
+    return Loaded(data, [path], default_max_len=default_max_len)

@@ -1,0 +1,143 @@
+"""Converted dataset -> RecBole config, dataset splits and evaluation cases.
+
+This is the only place that turns a folder of ``dataset_atomic/`` into RecBole
+objects, and it works around RecBole 1.2.1's faults on the way:
+
+* ``Config`` reads ``sys.argv``: inside Ray workers (or pytest) the process arguments
+  would land in the config, so they are hidden while it is built.
+* Pre-split files: RecBole applies no filtering and no augmentation; the converter
+  already did both (every training prefix is a row).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import bench.compat  # noqa: F401
+from bench.errors import InputError
+from bench.evaluator import CaseSet
+from bench.registry import ModelSpec
+
+DEFAULT_DATA_ROOT = Path("dataset_atomic")
+
+HARNESS_DEFAULTS = Path(__file__).with_name("harness.yaml")
+
+
+@contextlib.contextmanager
+def _argv_hidden():
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def dataset_dir(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> Path:
+    return Path(data_root) / name
+
+
+def read_manifest(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> dict:
+    path = dataset_dir(name, data_root) / "manifest.json"
+    if not path.is_file():
+        raise InputError(
+            f"dataset {name!r} is not converted; make it with "
+            f"`bench convert FORMAT SRC --name {name}` (--out {data_root} if not the default)",
+            path,
+        )
+    return json.loads(path.read_text())
+
+
+def make_config(spec: ModelSpec, dataset: str, overrides: dict | None = None,
+                data_root: str | Path = DEFAULT_DATA_ROOT):
+    """RecBole ``Config`` for ``spec`` on a converted dataset.
+
+    Precedence (lowest first): RecBole's defaults and its own model YAML,
+    ``bench/harness.yaml``, the dataset's YAML, our model's YAML, then ``overrides``.
+    """
+    from recbole.config import Config
+
+    folder = dataset_dir(dataset, data_root)
+    read_manifest(dataset, data_root)  # clear error if not converted
+    files = [str(HARNESS_DEFAULTS), str(folder / f"{dataset}.yaml"), *spec.config_files]
+    config_dict = {**(overrides or {}), "data_path": str(Path(data_root).resolve())}
+    with _argv_hidden():
+        config = Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
+    return config
+
+
+@dataclass
+class Splits:
+    """A converted dataset loaded by RecBole, split as the converter wrote it."""
+
+    config: object
+    dataset: object  # the whole RecBole dataset (vocabularies, counts)
+    train: object
+    valid: object
+    test: object
+    manifest: dict
+    negatives: torch.Tensor | None  # [num_users, n] internal item ids (leave-one-out)
+
+    @property
+    def protocol(self) -> str:
+        return self.manifest["protocol"]
+
+    def cases(self, split: str) -> CaseSet:
+        return CaseSet(getattr(self, split), self.config["eval_batch_size"], self.negatives)
+
+
+def load_splits(config, data_root: str | Path = DEFAULT_DATA_ROOT) -> Splits:
+    from recbole.data import create_dataset
+
+    name = config["dataset"]
+    manifest = read_manifest(name, data_root)
+    dataset = create_dataset(config)
+    train, valid, test = dataset.build()
+    negatives = _load_negatives(dataset, dataset_dir(name, data_root) / f"{name}.negatives")
+    return Splits(config, dataset, train, valid, test, manifest, negatives)
+
+
+def _load_negatives(dataset, path: Path) -> torch.Tensor | None:
+    """The converter's fixed negatives, mapped to RecBole's internal ids."""
+    if not path.is_file():
+        return None
+    lines = path.read_text().splitlines()[1:]
+    uid_field, iid_field = dataset.uid_field, dataset.iid_field
+    users = [line.split("\t", 1)[0] for line in lines]
+    items = [line.split("\t", 1)[1].split(" ") for line in lines]
+    width = len(items[0])
+    table = torch.zeros(dataset.num(uid_field), width, dtype=torch.long)
+    uids = dataset.token2id(uid_field, users)
+    iids = dataset.token2id(iid_field, np.concatenate(items)).reshape(len(items), width)
+    table[torch.as_tensor(uids)] = torch.as_tensor(iids)
+    return table
+
+
+def whole_sequence_rows(train):
+    """The training rows that hold whole sequences, for per-position training.
+
+    The converter writes every prefix of a sequence, shortest first. The longest row
+    of a sequence, with its target appended, is the whole sequence. A sequence
+    longer than ``max_len + 1`` was truncated, so it is covered by every
+    ``max_len``-th row counted back from its longest: each target is then trained
+    exactly once.
+    """
+    uid = train.inter_feat[train.uid_field].numpy()
+    n = len(uid)
+    if n == 0:
+        return train
+    starts = np.r_[True, uid[1:] != uid[:-1]]
+    group = np.cumsum(starts) - 1
+    group_start = np.flatnonzero(starts)
+    group_size = np.diff(np.r_[group_start, n])
+    position = np.arange(n) - group_start[group]  # 0 for the shortest prefix
+    from_end = group_size[group] - 1 - position
+    max_len = int(train.field2seqlen[train.item_id_list_field])
+    keep = from_end % max_len == 0
+    return train.copy(train.inter_feat[torch.as_tensor(np.flatnonzero(keep))])

@@ -1,0 +1,115 @@
+"""The one evaluator: every model, every protocol, the same test cases and the same rule.
+
+A model is asked for a score for every item on every test case
+(``full_sort_predict``, RecBole's uniform interface). From the scores we keep one
+number per case, the **rank of the target**, and derive every metric from it:
+
+* **Tie rule** (GRU4Rec's "standard" mode): ``rank = 1 + #higher + #tied / 2``,
+  where ``#higher`` counts items scored strictly above the target and ``#tied`` the
+  other items scored exactly the same. It is the mean of the optimistic and the
+  pessimistic rank, so it never depends on item-id order: a model that scores every
+  item the same gets the middle rank, not rank 1. Ranks are therefore half-integers.
+* Item 0 is RecBole's padding token and never a candidate.
+* **Full ranking** ranks the target against every item. **Sampled** ranking (the
+  leave-one-out protocol of the SASRec paper) ranks it against the 100 negatives the
+  converter drew once per user, the same for every model.
+* No item is masked, seen or not: a next item may be a repeat.
+* ``Recall@K`` (= HR@K, one target per case) = rank <= K;
+  ``MRR@K`` = 1/rank if rank <= K else 0; ``NDCG@K`` = 1/log2(rank + 1) if rank <= K.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+METRICS = ("recall", "mrr", "ndcg")
+DEFAULT_KS = (10, 20)
+
+
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Rank (float, tie rule above) of ``targets[b]`` among the columns of ``scores[b]``."""
+    target_scores = scores.gather(1, targets.view(-1, 1))
+    higher = (scores > target_scores).sum(dim=1)
+    tied = (scores == target_scores).sum(dim=1) - 1
+    return 1.0 + higher.to(torch.float64) + tied.to(torch.float64) / 2.0
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> "OrderedDict[str, float]":
+    """Recall/HR, MRR and NDCG at every K, averaged over cases."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out: "OrderedDict[str, float]" = OrderedDict()
+    if ranks.size == 0:
+        raise ValueError("no test cases to score")
+    for k in ks:
+        hit = ranks <= k
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / ranks, 0.0).mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean())
+    return out
+
+
+@dataclass
+class CaseSet:
+    """A fixed, ordered set of evaluation cases (a RecBole dataset split) and its candidates.
+
+    ``negatives`` is a ``[num_users, n]`` tensor of internal item ids, indexed by the
+    internal user/session id, for sampled ranking; ``None`` means full ranking only.
+    """
+
+    dataset: object  # recbole Dataset holding one case per row, in file order
+    batch_size: int = 1024
+    negatives: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self) -> Iterator[object]:
+        inter = self.dataset.inter_feat
+        for start in range(0, len(inter), self.batch_size):
+            yield inter[start : start + self.batch_size]
+
+    @property
+    def protocols(self) -> Sequence[str]:
+        return ("full", "sampled") if self.negatives is not None else ("full",)
+
+
+class ScoreError(RuntimeError):
+    """A model produced scores the evaluator cannot rank (wrong shape, NaN)."""
+
+
+@torch.no_grad()
+def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "dict[str, np.ndarray]":
+    """Per-case target ranks for every protocol of ``cases``, in case order."""
+    dataset = cases.dataset
+    item_field, user_field = dataset.iid_field, dataset.uid_field
+    was_training = model.training
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {p: [] for p in cases.protocols}
+    negatives = None if cases.negatives is None else cases.negatives.to(device)
+    try:
+        for batch in cases.batches():
+            batch = batch.to(device)
+            scores = model.full_sort_predict(batch).view(len(batch), -1).float()
+            if scores.shape[1] != dataset.item_num:
+                raise ScoreError(f"{type(model).__name__} scored {scores.shape[1]} items, expected {dataset.item_num}")
+            if torch.isnan(scores).any():
+                raise ScoreError(f"{type(model).__name__} produced NaN scores")
+            scores[:, 0] = -torch.inf  # padding token
+            targets = batch[item_field].long()
+            out["full"].append(target_ranks(scores, targets).cpu().numpy())
+            if negatives is not None:
+                candidates = torch.cat([targets.view(-1, 1), negatives[batch[user_field].long()]], dim=1)
+                sampled = scores.gather(1, candidates)
+                zero = torch.zeros(len(batch), dtype=torch.long, device=sampled.device)
+                out["sampled"].append(target_ranks(sampled, zero).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return {p: np.concatenate(r) if r else np.empty(0) for p, r in out.items()}
+
+
+def metrics_for(ranks: "dict[str, np.ndarray]", ks: Iterable[int] = DEFAULT_KS) -> "dict[str, OrderedDict[str, float]]":
+    return {protocol: metrics_from_ranks(r, ks) for protocol, r in ranks.items()}

@@ -1,0 +1,54 @@
+"""Model names -> classes and default config files, for our models and RecBole's.
+
+* Our models: the keys of ``custom_models.MODELS`` (``narm``, ``sasrec``, ...).
+* RecBole's own models, run as reference rows: ``recbole:<ClassName>``
+  (``recbole:NARM``, ``recbole:SASRec``, ``recbole:Pop``, ...).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import bench.compat  # noqa: F401
+from bench.errors import InputError
+
+RECBOLE_PREFIX = "recbole:"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # as written in suites
+    cls: type
+    config_files: tuple[str, ...]  # our defaults YAML (RecBole loads its own by class name)
+    ours: bool
+
+    @property
+    def class_name(self) -> str:
+        return self.cls.__name__
+
+
+def known_models() -> list[str]:
+    from custom_models import MODELS
+
+    return sorted(MODELS) + [RECBOLE_PREFIX + n for n in ("Pop", "ItemKNN", "BPR", "NARM", "SASRec", "GRU4Rec")]
+
+
+def resolve_model(name: str) -> ModelSpec:
+    from custom_models import MODELS
+
+    if name in MODELS:
+        module_name, class_name = MODELS[name].split(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        defaults = Path(inspect.getfile(cls)).with_suffix(".yaml")
+        return ModelSpec(name, cls, (str(defaults),) if defaults.exists() else (), True)
+    if name.startswith(RECBOLE_PREFIX):
+        from recbole.utils import get_model
+
+        try:
+            cls = get_model(name[len(RECBOLE_PREFIX):])
+        except ValueError:
+            raise InputError(f"unknown RecBole model {name!r}") from None
+        return ModelSpec(name, cls, (), False)
+    raise InputError(f"unknown model {name!r}; known: {', '.join(known_models())}")

@@ -1,0 +1,126 @@
+"""One run: (model, dataset, seed, overrides) -> trained model -> metrics and per-case ranks.
+
+Every model, ours or RecBole's, goes through the same steps: RecBole config and
+dataset, the model's training (early stopping on the validation score, best model
+kept), then the test cases ranked once by the one evaluator with the best model.
+
+A model class may declare:
+
+* ``trainable = False``: nothing to fit beyond its constructor (POP, S-POP, kNN);
+* ``train_on = "sequences"``: it trains on whole sequences with a loss at every
+  position, so it gets one row per sequence instead of every prefix;
+* ``trainer_class``: a :class:`bench.training.HarnessTrainer` subclass.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import bench.compat  # noqa: F401
+from bench.data import DEFAULT_DATA_ROOT, Splits, load_splits, make_config, whole_sequence_rows
+from bench.evaluator import metrics_for, rank_cases
+from bench.registry import ModelSpec, resolve_model
+from bench.training import HarnessTrainer, flat_metrics
+
+
+@dataclass
+class RunResult:
+    """What one run measured. ``ranks`` are per-case target ranks, in case order."""
+
+    config: dict
+    metrics: dict  # {"test": {"full": {...}, "sampled": {...}}, "valid": {...}}
+    ranks: dict  # {"test_full": array, "test_sampled": array, "valid_full": array, ...}
+    curve: list = field(default_factory=list)
+    best_epoch: int | None = None
+    epochs_trained: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    num_test_cases: int = 0
+    num_parameters: int = 0
+    peak_memory_mb: float = 0.0
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        epochs = [c["train_seconds"] for c in self.curve]
+        return float(np.mean(epochs)) if epochs else None
+
+
+def resolved_config(config) -> dict:
+    """The config as plain JSON-able values (what a run record stores)."""
+    from bench.compat import _plain
+
+    return {k: _plain(v) for k, v in sorted(config.final_config_dict.items()) if k not in {"device"}}
+
+
+def build_model(spec: ModelSpec, config, splits: Splits):
+    model = spec.cls(config, splits.train)
+    return model.to(config["device"])
+
+
+def train_loader(spec: ModelSpec, config, splits: Splits):
+    from recbole.data.utils import create_samplers, get_dataloader
+
+    train = splits.train
+    if getattr(spec.cls, "train_on", "prefixes") == "sequences":
+        train = whole_sequence_rows(train)
+    train_sampler, _, _ = create_samplers(config, splits.dataset, [train, splits.valid, splits.test])
+    return get_dataloader(config, "train")(config, train, train_sampler, shuffle=config["shuffle"])
+
+
+def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides: dict | None = None,
+             data_root: str | Path = DEFAULT_DATA_ROOT,
+             on_epoch: Callable[[int, float], None] | None = None) -> RunResult:
+    """Train ``model`` on ``dataset`` with ``seed`` and evaluate it; checkpoints go to ``workdir``.
+
+    ``on_epoch(epoch, valid_score)`` is called after every validation (progress
+    display, Optuna pruning); it may raise to stop the run.
+    """
+    from recbole.utils import init_seed
+
+    spec = resolve_model(model)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = {**(overrides or {}), "seed": seed, "checkpoint_dir": str(workdir / "checkpoints")}
+    if not torch.cuda.is_available():
+        settings.setdefault("device", "cpu")
+        settings.setdefault("use_gpu", False)
+    config = make_config(spec, dataset, settings, data_root)
+    init_seed(config["seed"], config["reproducibility"])
+    splits = load_splits(config, data_root)
+    init_seed(config["seed"], config["reproducibility"])
+    net = build_model(spec, config, splits)
+
+    result = RunResult(config=resolved_config(config), metrics={}, ranks={},
+                       num_test_cases=len(splits.test),
+                       num_parameters=sum(p.numel() for p in net.parameters() if p.requires_grad))
+    valid_cases, test_cases = splits.cases("valid"), splits.cases("test")
+    start = time.perf_counter()
+    if getattr(spec.cls, "trainable", True):
+        trainer_cls = getattr(spec.cls, "trainer_class", HarnessTrainer)
+        trainer = trainer_cls(config, net)
+        trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch)
+        result.train_seconds = time.perf_counter() - start
+        result.curve = trainer.curve
+        best = max(trainer.curve, key=lambda c: c.get("valid", {}).get(trainer.valid_metric, -np.inf), default=None)
+        result.best_epoch = None if best is None else best["epoch"]
+        result.epochs_trained = len(trainer.curve)
+        trainer.load_best()
+    valid_ranks = rank_cases(net, valid_cases, config["device"])
+    start = time.perf_counter()
+    test_ranks = rank_cases(net, test_cases, config["device"])
+    result.eval_seconds = time.perf_counter() - start
+    result.metrics = {"valid": metrics_for(valid_ranks), "test": metrics_for(test_ranks)}
+    result.ranks = {**{f"valid_{p}": r for p, r in valid_ranks.items()},
+                    **{f"test_{p}": r for p, r in test_ranks.items()}}
+    result.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return result
+
+
+def flat(result: RunResult, split: str = "test") -> dict:
+    return dict(flat_metrics(result.metrics[split]))

@@ -1,0 +1,54 @@
+"""Shared fixtures: small slices of the real datasets, converted once per session."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+import bench  # noqa: F401  (compat shims before recbole)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def diginetica_slice(tmp_path_factory) -> tuple[Path, str]:
+    """The most recent 4,000 Diginetica training sessions and the first 3,000 published
+    test cases, as SR-GNN pickles, converted with the `srgnn` converter.
+    Returns (data_root, dataset name)."""
+    from bench.convert import convert
+
+    src = shared("diginetica")
+    with open(src / "all_train_seq.txt", "rb") as f:
+        train = pickle.load(f)  # noqa: S301  (trusted: the shared real data; converters use the safe loader)
+    with open(src / "test.txt", "rb") as f:
+        prefixes, labels = pickle.load(f)  # noqa: S301
+    cut = tmp_path_factory.mktemp("diginetica-slice-src")
+    with open(cut / "all_train_seq.txt", "wb") as f:
+        pickle.dump(train[-4000:], f)
+    n = 3000
+    while n < len(prefixes) and len(prefixes[n]) != 1 and len(prefixes[n - 1]) != 1:
+        n += 1  # end on a whole session
+    with open(cut / "test.txt", "wb") as f:
+        pickle.dump((prefixes[:n], labels[:n]), f)
+    root = tmp_path_factory.mktemp("atomic")
+    convert("srgnn", cut, "digi-slice", root)
+    return root, "digi-slice"
+
+
+@pytest.fixture(scope="session")
+def ml100k(tmp_path_factory) -> tuple[Path, str]:
+    """RecBole's embedded MovieLens-100k, converted (leave-one-out)."""
+    from bench.convert import convert, recbole_ml100k_path
+
+    root = tmp_path_factory.mktemp("atomic-ml")
+    convert("movielens", recbole_ml100k_path(), "ml-100k", root)
+    return root, "ml-100k"
