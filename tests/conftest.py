@@ -35,7 +35,7 @@ def diginetica_slice(tmp_path_factory) -> tuple[Path, str]:
     with open(cut / "all_train_seq.txt", "wb") as f:
         pickle.dump(train[-4000:], f)
     n = 3000
-    while n < len(prefixes) and len(prefixes[n]) != 1 and len(prefixes[n - 1]) != 1:
+    while n < len(prefixes) and len(prefixes[n - 1]) != 1:
         n += 1  # end on a whole session
     with open(cut / "test.txt", "wb") as f:
         pickle.dump((prefixes[:n], labels[:n]), f)
