@@ -5,6 +5,7 @@ Layout (``root`` is ``results/`` by default)::
     <root>/<suite>/<dataset>/<model>/seed-<seed>/
         record.json   what the run was and what it measured (schema below)
         ranks.npz     per-case target ranks, in case order: test_full, test_sampled, valid_full, ...
+    <root>/<suite>/suite.json   what the suite runner knew (command, suite file, published keys)
 
 ``<model>`` is the suite's model name with ``:`` replaced by ``-``
 (``recbole:GRU4Rec`` -> ``recbole-GRU4Rec``).
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # the runner imports torch and RecBole; the store and reports
 
 RECORD_FILE = "record.json"
 RANKS_FILE = "ranks.npz"
+SUITE_FILE = "suite.json"  # <root>/<suite>/suite.json: the suite runner's metadata, for reports
 REPO = Path(__file__).resolve().parents[1]
 
 # Config keys that say where or how a run executed, not what it computed: they differ
@@ -319,6 +321,20 @@ class ResultStore:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def write_suite_meta(self, suite: str, meta: dict) -> None:
+        """Keep what the suite runner knew (command, suite file, published keys) for reports."""
+        folder = self.root / suite
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{SUITE_FILE}.tmp-{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=_json_default) + "\n")
+        os.replace(tmp, folder / SUITE_FILE)
+
+    def read_suite_meta(self, suite: str) -> dict | None:
+        try:
+            return json.loads((self.root / suite / SUITE_FILE).read_text())
+        except FileNotFoundError:
+            return None
 
     def load_ranks(self, key_or_record: RunKey | dict) -> dict[str, np.ndarray]:
         key = key_or_record if isinstance(key_or_record, RunKey) else RunKey.of(key_or_record)

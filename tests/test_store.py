@@ -180,3 +180,12 @@ def test_crash_between_the_two_renames_restores_the_old_record(tmp_path, monkeyp
     monkeypatch.undo()
     assert store.read(KEY)["metrics"]["test"]["full"]["mrr@20"] == 0.1
     assert list(tmp_path.rglob(".*")) == []
+
+
+def test_suite_meta_round_trip_is_not_a_record(tmp_path):
+    store = ResultStore(tmp_path)
+    assert store.read_suite_meta("smoke") is None
+    store.write_suite_meta("smoke", {"command": "bench run", "datasets": {"ml-100k": {}}})
+    store.write(KEY, finished(), None)
+    assert store.read_suite_meta("smoke")["command"] == "bench run"
+    assert len(store.records("smoke")) == 1 and store.suites() == ["smoke"]
