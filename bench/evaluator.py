@@ -98,9 +98,9 @@ def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "di
                 raise ScoreError(f"{type(model).__name__} scored {scores.shape[1]} items, expected {dataset.item_num}")
             if torch.isnan(scores).any():
                 raise ScoreError(f"{type(model).__name__} produced NaN scores")
-            scores[:, 0] = -torch.inf  # padding token
             targets = batch[item_field].long()
-            out["full"].append(target_ranks(scores, targets).cpu().numpy())
+            # Column 0 is the padding token: rank over items 1.. (a view: the model's tensor is never written).
+            out["full"].append(target_ranks(scores[:, 1:], targets - 1).cpu().numpy())
             if negatives is not None:
                 candidates = torch.cat([targets.view(-1, 1), negatives[batch[user_field].long()]], dim=1)
                 sampled = scores.gather(1, candidates)
