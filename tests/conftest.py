@@ -50,5 +50,6 @@ def ml100k(tmp_path_factory) -> tuple[Path, str]:
     from bench.convert import convert, recbole_ml100k_path
 
     root = tmp_path_factory.mktemp("atomic-ml")
-    convert("movielens", recbole_ml100k_path(), "ml-100k", root)
-    return root, "ml-100k"
+    # not "ml-100k": RecBole's Config redirects that name to its own embedded copy
+    convert("movielens", recbole_ml100k_path(), "ml100k", root)
+    return root, "ml100k"
