@@ -75,11 +75,13 @@ def train_loader(spec: ModelSpec, config, splits: Splits):
 
 def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides: dict | None = None,
              data_root: str | Path = DEFAULT_DATA_ROOT,
-             on_epoch: Callable[[int, float], None] | None = None) -> RunResult:
+             on_epoch: Callable[[int, float], None] | None = None,
+             evaluate_test: bool = True) -> RunResult:
     """Train ``model`` on ``dataset`` with ``seed`` and evaluate it; checkpoints go to ``workdir``.
 
     ``on_epoch(epoch, valid_score)`` is called after every validation (progress
-    display, Optuna pruning); it may raise to stop the run.
+    display, Optuna pruning); it may raise to stop the run. ``evaluate_test=False``
+    (tuning) never ranks the test cases: the result holds validation metrics only.
     """
     from recbole.utils import init_seed
 
@@ -113,9 +115,9 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
         trainer.load_best()
     valid_ranks = rank_cases(net, valid_cases, config["device"])
     start = time.perf_counter()
-    test_ranks = rank_cases(net, test_cases, config["device"])
+    test_ranks = rank_cases(net, test_cases, config["device"]) if evaluate_test else {}
     result.eval_seconds = time.perf_counter() - start
-    result.metrics = {"valid": metrics_for(valid_ranks), "test": metrics_for(test_ranks)}
+    result.metrics = {"valid": metrics_for(valid_ranks), **({"test": metrics_for(test_ranks)} if evaluate_test else {})}
     result.ranks = {**{f"valid_{p}": r for p, r in valid_ranks.items()},
                     **{f"test_{p}": r for p, r in test_ranks.items()}}
     result.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
