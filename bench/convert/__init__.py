@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OUT = "dataset_atomic"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+RECBOLE_RESERVED_NAMES = ("ml-100k",)  # Config._set_default_parameters overrides data_path for it
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ def _check_options(fmt: str, name: str, max_len: int | None, fraction: int | Non
     if not NAME_PATTERN.fullmatch(name or ""):
         raise InputError(f"invalid dataset name {name!r}: use letters, digits, '.', '_' and '-' "
                          "(it names a folder and RecBole's file prefix)")
+    if name in RECBOLE_RESERVED_NAMES:
+        raise InputError(f"dataset name {name!r} is reserved: RecBole 1.2.1 always loads it from its own "
+                         "package folder, ignoring data_path; choose another name (e.g. 'ml100k')")
     if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
         raise InputError(f"--max-len must be a positive integer, got {max_len!r}")
     converter = FORMATS[fmt]
@@ -110,7 +114,10 @@ def convert(fmt: str, src: str | Path, name: str, out_root: str | Path = DEFAULT
     src, out_root = Path(src), Path(out_root)
     reader_options = {"fraction": fraction} if "fraction" in converter.options else {}
     log.info("reading %s (%s)", src, fmt)
-    loaded = converter.read(src, **reader_options)
+    try:
+        loaded = converter.read(src, **reader_options)
+    except OSError as err:  # unreadable source (permissions, a folder where a file belongs...)
+        raise InputError(f"cannot read: {err.strerror or err}", err.filename or src) from None
     max_len = max_len or loaded.default_max_len
     settings = {"max_len": max_len, **reader_options, **loaded.details}
     try:
@@ -155,8 +162,8 @@ def main(args: argparse.Namespace) -> int:
                          max_len=getattr(args, "max_len", None), fraction=getattr(args, "fraction", None),
                          seed=getattr(args, "seed", None))
     except InputError as err:
-        print(err, file=sys.stderr)
-        return 1
+        print(f"bench convert: error: {err}", file=sys.stderr)  # the same line bench.cli prints
+        return 2
     summary = manifest.read(folder)
     print(f"{folder}: {summary['num_sequences']} sequences, {summary['num_items']} items, "
           f"{summary['num_interactions']} interactions; cases train {summary['num_train_cases']}, "

@@ -59,3 +59,14 @@ class InterFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_rows(path: Path) -> list[tuple[str, list[str], str]]:
+    """The ``(sequence id, history, target)`` rows of an ``.inter`` file we wrote."""
+    with open(path, encoding="utf-8") as f:
+        next(f)  # typed header
+        rows = []
+        for line in f:
+            uid, history, target = line.rstrip("\n").split("\t")
+            rows.append((uid, history.split(" "), target))
+    return rows

@@ -15,10 +15,12 @@ import os
 from pathlib import Path
 
 from bench.convert.sequences import Loaded, UserData
-from bench.convert.sources import first_line, read_table, require_file
+from bench.convert.sources import first_line, require_file
+from bench.convert.tables import read_table
 from bench.errors import InputError
 
 KNOWN_NAMES = ("ratings.dat", "u.data")
+USER, ITEM, TIME = ("user", "int"), ("item", "int"), ("timestamp", "float")
 
 
 def recbole_ml100k_path() -> Path:
@@ -43,10 +45,10 @@ def _find(src: Path) -> Path:
                      src)
 
 
-def _atomic_columns(path: Path, header: str) -> dict[int, str]:
+def _atomic_columns(path: Path, header: str) -> dict[int, tuple[str, str]]:
     """Column positions of user_id, item_id and timestamp from a typed RecBole header."""
     names = [field.split(":")[0] for field in header.split("\t")]
-    wanted = {"user_id": "user", "item_id": "item", "timestamp": "timestamp"}
+    wanted = {"user_id": USER, "item_id": ITEM, "timestamp": TIME}
     missing = [name for name in wanted if name not in names]
     if missing:
         raise InputError(f"RecBole atomic header lacks {', '.join(missing)}", path, 1)
@@ -59,19 +61,16 @@ def read(src: Path) -> Loaded:
     header = first_line(path).lstrip("\ufeff")
     if "::" in header:
         # A one-character separator keeps pandas' fast C reader: '::' leaves empty fields between.
-        frame = read_table(path, sep=":", ncols=7, columns={0: "user", 2: "item", 6: "timestamp"},
-                           what="MovieLens ratings.dat (user::item::rating::timestamp)",
-                           int_cols=("user", "item"), float_cols=("timestamp",))
+        frame = read_table(path, sep=":", ncols=7, columns={0: USER, 2: ITEM, 6: TIME},
+                           what="MovieLens ratings.dat (user::item::rating::timestamp)")
         default_max_len = 200
     elif ":token" in header or ":float" in header:
         frame = read_table(path, sep="\t", ncols=len(header.split("\t")), columns=_atomic_columns(path, header),
-                           what="RecBole atomic .inter", int_cols=("user", "item"),
-                           float_cols=("timestamp",), skip=1)
+                           what="RecBole atomic .inter", skip=1)
         default_max_len = 50
     elif "\t" in header:
-        frame = read_table(path, sep="\t", ncols=4, columns={0: "user", 1: "item", 3: "timestamp"},
-                           what="MovieLens u.data (user item rating timestamp, tab-separated)",
-                           int_cols=("user", "item"), float_cols=("timestamp",))
+        frame = read_table(path, sep="\t", ncols=4, columns={0: USER, 1: ITEM, 3: TIME},
+                           what="MovieLens u.data (user item rating timestamp, tab-separated)")
         default_max_len = 50
     else:
         raise InputError("not a MovieLens ratings file (expected ratings.dat, u.data or a RecBole .inter file)",

@@ -8,13 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.convert.sequences import Loaded, UserData
-from bench.convert.sources import file_in, read_table, require_file
+from bench.convert.sources import file_in, require_file
+from bench.convert.tables import read_table
 
 
 def read(src: Path) -> Loaded:
     """Read a pairs file (or the one ``.txt`` file in the folder ``src``)."""
     path = require_file(file_in(src, "*.txt", "user-item pairs"), "user-item pairs")
-    frame = read_table(path, sep=r"\s+", ncols=2, columns={0: "user", 1: "item"},
-                       what="'user item' pairs", int_cols=("user", "item"))
+    frame = read_table(path, sep=r"\s+", ncols=2, columns={0: ("user", "int"), 1: ("item", "int")},
+                       what="'user item' pairs")
     data = UserData.from_events(frame["user"].to_numpy(), frame["item"].to_numpy())
     return Loaded(data, [path])

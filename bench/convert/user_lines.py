@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.convert.sequences import Loaded, Sequences, UserData
-from bench.convert.sources import check_int, file_in, require_file
+from bench.convert.sources import file_in, require_file
+from bench.convert.tables import check_int
 from bench.errors import InputError
 
 
