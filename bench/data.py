@@ -68,8 +68,15 @@ def make_config(spec: ModelSpec, dataset: str, overrides: dict | None = None,
     files = [str(HARNESS_DEFAULTS), str(folder / f"{dataset}.yaml"), *spec.config_files]
     config_dict = {**(overrides or {}), "data_path": str(Path(data_root).resolve())}
     with _argv_hidden():
-        config = Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
-    return config
+        try:
+            return Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
+        except ValueError as err:
+            # RecBole's global default samples a negative per row, which its own sequential
+            # CE models reject; unless the user asked for sampling, such a model gets none.
+            if "when the loss_type is CE" not in str(err) or "train_neg_sample_args" in (overrides or {}):
+                raise
+            config_dict["train_neg_sample_args"] = None
+            return Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
 
 
 @dataclass
@@ -141,3 +148,18 @@ def whole_sequence_rows(train):
     max_len = int(train.field2seqlen[train.item_id_list_field])
     keep = from_end % max_len == 0
     return train.copy(train.inter_feat[torch.as_tensor(np.flatnonzero(keep))])
+
+
+def sequence_events(train) -> tuple[np.ndarray, np.ndarray]:
+    """Every item event of every training sequence, as ``(sequence ids, item ids)``.
+
+    A sequence's events are its first item plus the target of each of its prefix rows;
+    the first item is ``item_id_list[0]`` of its length-1 prefix (the converter writes
+    every prefix). Counting these is exact even where ``item_id_list`` was truncated to
+    ``max_len``. Works on RecBole's plain ``Dataset`` too (no ``item_length`` there).
+    """
+    inter = train.inter_feat
+    uid, items = inter[train.uid_field].numpy(), inter[train.iid_field].numpy()
+    lists = inter[train.iid_field + train.config["LIST_SUFFIX"]]
+    first = ((lists != 0).sum(dim=1) == 1).numpy()  # lists are 0-padded at the end
+    return np.concatenate([uid[first], uid]), np.concatenate([lists[first, 0].numpy(), items])
