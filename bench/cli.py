@@ -32,8 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """Only the chosen command's module is imported (Ray and Optuna load slowly)."""
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen not in COMMANDS:
+        return build_parser()
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    module_name, help_text = COMMANDS[chosen]
+    command = sub.add_parser(chosen, help=help_text, description=help_text)
+    module = importlib.import_module(module_name)
+    module.add_arguments(command)
+    command.set_defaults(_main=module.main)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser_for(argv).parse_args(argv)
     try:
         return int(args._main(args) or 0)
     except InputError as err:
