@@ -1,0 +1,264 @@
+"""Reports: statistics on known inputs, then a whole report built from real tiny runs."""
+from __future__ import annotations
+
+import argparse
+import re
+
+import numpy as np
+import pytest
+from scipy.stats import wilcoxon
+
+from bench import report
+from bench.evaluator import metrics_from_ranks
+from bench.published import PUBLISHED, published_for
+from bench.report import BETTER, WORSE, holm, per_case, significance, wilcoxon_p, write_report
+from bench.store import ResultStore, RunKey, dataset_manifest, record_from_result
+
+# -- statistics on known inputs -------------------------------------------------------------
+
+
+def test_per_case_metrics_average_to_the_evaluator_metrics():
+    ranks = np.array([1.0, 1.5, 3.0, 10.0, 10.5, 20.0, 20.5, 400.0])
+    expected = metrics_from_ranks(ranks)
+    for metric, value in expected.items():
+        assert per_case(ranks, metric).mean() == pytest.approx(value)
+    np.testing.assert_allclose(per_case(ranks, "mrr@20"), [1, 1 / 1.5, 1 / 3, .1, 1 / 10.5, .05, 0, 0])
+
+
+def test_wilcoxon_matches_scipy_on_a_textbook_example():
+    # scipy's documented example: two-sided p = 0.041259765625 (exact distribution)
+    d = np.array([6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75], dtype=float)
+    base = np.full_like(d, 100.0)
+    assert wilcoxon_p(base + d, base) == pytest.approx(0.041259765625)
+    assert wilcoxon_p(base + d, base) == pytest.approx(wilcoxon(d).pvalue)
+    assert wilcoxon_p(base, base) == 1.0  # never differ: nothing to test
+
+
+def test_holm_on_known_values():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.02, 0.03]), [0.04, 0.04])  # step-down stays monotone
+    np.testing.assert_allclose(holm([0.6, 0.7]), [1.0, 1.0])  # capped at 1
+    np.testing.assert_allclose(holm([0.02]), [0.02])
+
+
+def reciprocal_rank(ranks):
+    return per_case(np.asarray(ranks, dtype=float), "mrr@20")
+
+
+def test_marks_on_rank_arrays_where_the_answer_is_clear():
+    rng = np.random.default_rng(0)
+    base_ranks = rng.integers(2, 15, size=200).astype(float)
+    values = {
+        "baseline": reciprocal_rank(base_ranks),
+        "always_first": reciprocal_rank(np.ones(200)),  # rank 1 on every case: better
+        "always_missed": reciprocal_rank(np.full(200, 500.0)),  # outside the top 20: worse
+        "same": reciprocal_rank(base_ranks),  # identical ranks: no difference at all
+        "shuffled": reciprocal_rank(rng.permutation(base_ranks)),  # same distribution, no real effect
+    }
+    result = significance(values, "baseline")
+    assert set(result) == {"always_first", "always_missed", "same", "shuffled"}
+    assert result["always_first"]["mark"] == BETTER and result["always_missed"]["mark"] == WORSE
+    assert result["same"] == {"p": 1.0, "p_holm": 1.0, "mark": ""}
+    assert result["shuffled"]["mark"] == ""
+    assert result["always_first"]["p_holm"] < 1e-10
+
+
+def test_holm_correction_removes_a_mark_that_one_test_alone_would_give():
+    # 27 of 40 paired differences +1, 13 -1: two-sided p = 0.0269 for one test
+    diff = np.array([1.0] * 27 + [-1.0] * 13)
+    base = np.full(40, 2.0)
+    alone = significance({"base": base, "a": base + diff}, "base")
+    assert alone["a"]["p"] == pytest.approx(wilcoxon(diff).pvalue) and alone["a"]["p"] < 0.05
+    assert alone["a"]["mark"] == BETTER
+    two = significance({"base": base, "a": base + diff, "b": base + diff[::-1]}, "base")
+    assert two["a"]["p_holm"] == pytest.approx(2 * alone["a"]["p"])  # > 0.05
+    assert two["a"]["mark"] == two["b"]["mark"] == ""
+
+
+def test_published_numbers_are_labelled_and_keep_sasrec_beauty_apart():
+    row, cell = published_for("diginetica", "full", "narm")
+    assert row == "NARM" and cell["recall@20"] == pytest.approx(0.4970) and not cell["verified"]
+    assert published_for("yoochoose1_64", "full", "narm")[1]["verified"]
+    assert published_for("ml-1m", "sampled", "sasrec")[1]["verified"]
+    assert published_for("ml-1m", "full", "sasrec") is None  # sampled numbers never meet full tables
+    assert published_for("beauty", "full", "sasrec")[1]["recall@10"] == pytest.approx(.0246)
+    assert published_for("beauty", "sampled", "sasrec") is None  # SASRec's Beauty is another dataset
+    verified = {(d, r) for d, by in PUBLISHED.items() for p in by.values() for r, c in p.items() if c["verified"]}
+    assert verified == {("yoochoose1_64", "NARM"), ("ml-1m", "SASRec"), ("ml-1m", "GRU4Rec")}
+
+
+# -- a report from real runs ------------------------------------------------------------------
+
+GRU = {"epochs": 1, "embedding_size": 16, "hidden_size": 16, "train_batch_size": 1024,
+       "train_neg_sample_args": None}
+SESSION_RUNS = [("pop", {}, (0, 1)), ("spop", {}, (0, 1)), ("recbole:GRU4Rec", GRU, (0,))]
+
+
+def run_into(store, suite, data_root, dataset, model, overrides, seed, workdir):
+    from bench.runner import run_once
+
+    key = RunKey(suite, dataset, model, seed)
+    result = run_once(model, dataset, seed, workdir / f"{dataset}-{model.replace(':', '-')}-{seed}",
+                      overrides, data_root=data_root)
+    manifest, digest = dataset_manifest(dataset, data_root)
+    record, ranks = record_from_result(key, result, manifest, digest)
+    store.write(key, record, ranks)
+
+
+@pytest.fixture(scope="module")
+def built(diginetica_slice, ml100k, tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("report")
+    store = ResultStore(tmp / "results")
+    root, name = diginetica_slice
+    for model, overrides, seeds in SESSION_RUNS:
+        for seed in seeds:
+            run_into(store, "tiny", root, name, model, overrides, seed, tmp / "work")
+    ml_root, ml_name = ml100k
+    for model in ("pop", "spop"):
+        run_into(store, "tiny", ml_root, ml_name, model, {}, 0, tmp / "work")
+    store.write_failure(RunKey("tiny", name, "narm", 3), {"hidden_size": 100}, "RuntimeError: out of memory",
+                        "Traceback (most recent call last):\n  ...\nRuntimeError: out of memory")
+    meta = {"command": "bench run suites/tiny.yaml", "file": "suites/tiny.yaml",
+            "datasets": [{"name": name, "published_key": "diginetica"}, {"name": ml_name}]}
+    path = write_report("tiny", store, tmp / "reports", meta)
+    return store, path, path.read_text(), name, ml_name
+
+
+def tables(text: str) -> dict[str, list[dict]]:
+    """``### title`` -> rows of the markdown table under it, as ``{header: cell}``."""
+    out = {}
+    for block in re.split(r"^### ", text, flags=re.M)[1:]:
+        title, _, body = block.partition("\n")
+        lines = body[body.index("|"):].split("\n\n")[0].splitlines()  # the first table only
+        headers = [h.strip() for h in lines[0].strip("|").split("|")]
+        out[title] = [dict(zip(headers, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    return out
+
+
+def model_of(row: dict) -> str:
+    return row["Model"].split(" (")[0]
+
+
+def mean_of(cell: str) -> float:
+    return float(cell.replace("*", "").split()[0])
+
+
+def test_session_table_rows_columns_and_bold(built):
+    store, _, text, name, _ = built
+    full = tables(text)[f"{name}: full ranking (all items), test, in %"]
+    assert [model_of(r) for r in full] == ["pop", "spop", "recbole:GRU4Rec"]  # registry order, RecBole last
+    assert list(full[0])[:8] == ["Model", "n", "Recall@10", "MRR@10", "NDCG@10", "Recall@20", "MRR@20", "NDCG@20"]
+    assert [r["n"] for r in full] == ["2", "2", "1"]
+    records = store.records("tiny")
+    for row in full:
+        model = model_of(row)
+        for column, metric in (("Recall@20", "recall@20"), ("MRR@20", "mrr@20"), ("NDCG@10", "ndcg@10")):
+            values = [r["metrics"]["test"]["full"][metric] for r in records
+                      if r["dataset"] == name and r["model"] == model]
+            assert mean_of(row[column]) == pytest.approx(100 * np.mean(values), abs=0.006)
+            assert ("±" in row[column]) == (len(values) > 1)
+    for column in ("Recall@10", "MRR@10", "NDCG@10", "Recall@20", "MRR@20", "NDCG@20"):
+        best = max(mean_of(r[column]) for r in full)
+        for r in full:
+            assert r[column].startswith("**") == (mean_of(r[column]) == best), (column, r[column])
+    assert "(RecBole reference)" in full[2]["Model"]
+
+
+def test_session_significance_marks_agree_with_scipy_on_the_stored_ranks(built):
+    store, _, text, name, _ = built
+    full = tables(text)[f"{name}: full ranking (all items), test, in %"]
+    records = [r for r in store.records("tiny") if r["dataset"] == name and r["status"] == "finished"]
+    rr = {}
+    for model in ("pop", "spop", "recbole:GRU4Rec"):
+        runs = [store.load_ranks(r)["test_full"] for r in records if r["model"] == model]
+        rr[model] = np.mean([np.where(x <= 20, 1.0 / x, 0.0) for x in runs], axis=0)
+    best = max(("pop", "spop"), key=lambda m: rr[m].mean())
+    assert best == "spop" and "(best baseline)" in full[1]["Model"]
+    others = ["pop", "recbole:GRU4Rec"]
+    raw = [wilcoxon(rr[m] - rr[best]).pvalue for m in others]
+    small, large = np.argsort(raw)  # Holm for two tests, written out
+    adjusted = np.empty(2)
+    adjusted[small] = min(1.0, 2 * raw[small])
+    adjusted[large] = max(adjusted[small], raw[large])
+    by_model = {model_of(r): r for r in full}
+    for m, p in zip(others, adjusted):
+        mark = (BETTER if rr[m].mean() > rr[best].mean() else WORSE) if p < 0.05 else ""
+        cell = by_model[m]["MRR@20"]
+        assert cell.endswith(mark) and (mark or not cell.endswith((BETTER, WORSE)))
+        assert float(by_model[m]["p (Holm)"]) == pytest.approx(p, rel=0.05)
+    assert by_model["pop"]["MRR@20"].endswith(WORSE)  # popularity alone loses to S-POP on sessions
+    assert "Wilcoxon signed-rank" in text and "Holm–Bonferroni" in text
+
+
+def test_published_numbers_beside_ours(built):
+    _, _, text, name, _ = built
+    full = {model_of(r): r for r in tables(text)[f"{name}: full ranking (all items), test, in %"]}
+    header = "Published Recall@20 / MRR@20"
+    assert full["pop"][header] == "0.89 / 0.20 (POP; published (unverified))"
+    assert full["spop"][header].startswith("21.06 / 13.68")
+    ours = mean_of(full["spop"]["Recall@20"])
+    assert float(full["spop"]["Δ"].split(" / ")[0]) == pytest.approx(ours - 21.06, abs=0.011)
+    assert full["recbole:GRU4Rec"][header] == ""  # RecBole's GRU4Rec is another model: no paper row
+    assert "- NARM: Recall@20 49.70, MRR@20 16.17: published (unverified), Wu et al., SR-GNN" in text
+
+
+def test_full_and_sampled_are_never_mixed(built):
+    store, _, text, _, ml_name = built
+    all_tables = tables(text)
+    full = all_tables[f"{ml_name}: full ranking (all items), test, as fractions"]
+    sampled = all_tables[f"{ml_name}: sampled ranking (target + 100 sampled negatives), test, as fractions"]
+    records = {r["model"]: r for r in store.records("tiny") if r["dataset"] == ml_name}
+    for rows, protocol in ((full, "full"), (sampled, "sampled")):
+        assert [model_of(r) for r in rows] == ["pop", "spop"]
+        for row in rows:
+            metrics = records[model_of(row)]["metrics"]["test"][protocol]
+            assert mean_of(row["NDCG@10"]) == pytest.approx(metrics["ndcg@10"], abs=6e-5)
+            assert mean_of(row["Recall@20"]) == pytest.approx(metrics["recall@20"], abs=6e-5)
+    # S-POP ranks the user's own history first: nothing in full ranking, POP's numbers on sampled candidates
+    assert mean_of(full[1]["Recall@20"]) == 0.0 and mean_of(sampled[1]["Recall@20"]) > 0.3
+    session_titles = [t for t in all_tables if "sampled" in t and ml_name not in t]
+    assert session_titles == []
+
+
+def test_efficiency_failures_curves_and_provenance(built):
+    store, path, text, name, _ = built
+    eff = {model_of(r): r for r in tables(text)[f"{name}: efficiency (mean over seeds)"]}
+    assert eff["recbole:GRU4Rec"]["epochs (best / trained)"] == "1.0 / 1.0"
+    assert eff["pop"]["epochs (best / trained)"] == "–"  # nothing to train
+    assert int(eff["recbole:GRU4Rec"]["parameters"].replace(",", "")) > 1000
+    assert float(eff["pop"]["eval cases / s"].replace(",", "")) > 0
+    failed = tables(text.replace("## Failed runs", "### Failed runs"))["Failed runs"]
+    assert [(r["Model"], r["Seed"], r["Error"]) for r in failed] == [("narm", "3", "RuntimeError: out of memory")]
+    links = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", text)
+    assert links == [f"tiny/{name}-curves.png"]  # the only dataset with a trained model
+    assert (path.parent / links[0]).stat().st_size > 1000
+    assert "bench run suites/tiny.yaml" in text
+    assert failed[0]["Config"] == f"`{store.read(RunKey('tiny', name, 'narm', 3))['config_hash'][:12]}`"
+    record = store.read(RunKey("tiny", name, "recbole:GRU4Rec", 0))
+    assert record["config_hash"] in text and record["dataset_manifest_sha256"] in text
+    assert record["environment"]["packages"]["recbole"] in text
+    assert "<details><summary>" in text
+
+
+def test_cli_rebuilds_the_same_report_from_the_store_alone(built):
+    store, path, text, _, _ = built
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    out = path.parent.parent / "rebuilt"
+    assert report.main(parser.parse_args(["--results", str(store.root), "--out", str(out)])) == 0
+    rebuilt = (out / "tiny.md").read_text()
+    strip = lambda t: re.sub(r"--out \S+", "", t)  # noqa: E731  (the one line that names the folder)
+    assert strip(rebuilt) == strip(text)
+    assert (out / path.stem / re.findall(r"\(([^)]+\.png)\)", text)[0].split("/", 1)[1]).is_file()
+
+
+def test_no_results_is_one_clear_error(tmp_path):
+    from bench.errors import InputError
+
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    with pytest.raises(InputError, match="run `bench run` first"):
+        report.main(parser.parse_args(["--results", str(tmp_path / "none")]))
