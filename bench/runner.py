@@ -58,6 +58,26 @@ def resolved_config(config) -> dict:
     return {k: _plain(v) for k, v in sorted(config.final_config_dict.items()) if k not in {"device"}}
 
 
+def _reset_peak_memory() -> None:
+    """Restart the kernel's peak-RSS counter (VmHWM), so a reused worker measures this run only."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # not Linux, or not allowed: the process-wide peak is reported instead
+
+
+def _peak_memory_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def build_model(spec: ModelSpec, config, splits: Splits):
     model = spec.cls(config, splits.train)
     return model.to(config["device"])
@@ -85,6 +105,7 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     """
     from recbole.utils import init_seed
 
+    _reset_peak_memory()
     spec = resolve_model(model)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +141,7 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     result.metrics = {"valid": metrics_for(valid_ranks), **({"test": metrics_for(test_ranks)} if evaluate_test else {})}
     result.ranks = {**{f"valid_{p}": r for p, r in valid_ranks.items()},
                     **{f"test_{p}": r for p, r in test_ranks.items()}}
-    result.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    result.peak_memory_mb = _peak_memory_mb()
     return result
 
 
