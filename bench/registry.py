@@ -44,11 +44,11 @@ def resolve_model(name: str) -> ModelSpec:
         defaults = Path(inspect.getfile(cls)).with_suffix(".yaml")
         return ModelSpec(name, cls, (str(defaults),) if defaults.exists() else (), True)
     if name.startswith(RECBOLE_PREFIX):
-        from recbole.utils import get_model
+        from bench.reference import reference_class, reference_config_files
 
         try:
-            cls = get_model(name[len(RECBOLE_PREFIX):])
+            cls = reference_class(name[len(RECBOLE_PREFIX):])  # adapter for our protocols, or RecBole's own
         except ValueError:
             raise InputError(f"unknown RecBole model {name!r}") from None
-        return ModelSpec(name, cls, (), False)
+        return ModelSpec(name, cls, reference_config_files(cls.__name__), False)
     raise InputError(f"unknown model {name!r}; known: {', '.join(known_models())}")
