@@ -1,0 +1,72 @@
+"""Tuning throughput, 1 vs 2 trials at a time: ``python -m bench.benchmarks.tune_speed``.
+
+A real small tuning job: NARM on MovieLens-100k (RecBole's embedded copy, converted
+into a temporary folder), ``--trials`` trials of ``--epochs`` epochs each (about
+10 s a trial on one core), no pruning, so that every trial does the same work. The
+same seed gives both runs the same parameters (TPE's random start-up trials).
+For each ``--parallel`` value it prints:
+
+* wall seconds of the whole job (Ray's start included) and trials per hour;
+* the ratio of throughputs against the first ``--parallel`` value (goal: >= 1.6x
+  for 2 against 1 on 2 cores);
+* Ray's overhead per trial: the driver's submit-to-result seconds minus the Ray
+  task's own seconds, and minus the objective's seconds (the task's extra time is
+  opening the storage and the heartbeat), as a median over the trials and for the
+  first (cold) trial, whose worker process starts and imports torch and RecBole.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_job(model: str, dataset: str, data_root: Path, trials: int, parallel: int, epochs: int,
+            work: Path) -> dict:
+    from hyper.tune import tune
+
+    start = time.perf_counter()
+    result = tune(model=model, dataset=dataset, data_root=data_root, trials=trials, parallel=parallel,
+                  epochs=epochs, pruner="none", seed=0, storage=f"sqlite:///{work}/p{parallel}.db",
+                  report_dir=work / f"reports-p{parallel}", best_root=work / f"best-p{parallel}", progress=False)
+    wall = time.perf_counter() - start
+    finished = result.counts["COMPLETE"] + result.counts["PRUNED"]
+    numbers = sorted(result.task_seconds)
+    ray_overhead = [result.driver_seconds[n] - result.task_seconds[n] for n in numbers]
+    task_extra = [result.task_seconds[n] - result.worker_seconds[n] for n in numbers]
+    return {"parallel": parallel, "trials": finished, "wall": wall, "per_hour": finished / wall * 3600,
+            "objective": statistics.median(result.worker_seconds.values()),
+            "ray_median": statistics.median(ray_overhead), "ray_first": ray_overhead[0],
+            "task_extra": statistics.median(task_extra)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="narm")
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+
+    import bench  # noqa: F401
+    from bench.convert import convert, recbole_ml100k_path
+
+    with tempfile.TemporaryDirectory(prefix="tune-speed-") as tmp:
+        work = Path(tmp)
+        convert("movielens", recbole_ml100k_path(), "ml100k", work / "atomic")
+        rows = [run_job(args.model, "ml100k", work / "atomic", args.trials, p, args.epochs, work)
+                for p in args.parallel]
+    base = rows[0]["per_hour"]
+    print(f"{args.model} on ml100k, {args.trials} trials x {args.epochs} epochs, no pruning")
+    print(f"{'parallel':>8} {'wall s':>7} {'trials/h':>9} {'ratio':>6} {'objective s':>12} "
+          f"{'Ray overhead s (median / first)':>32} {'task extra s':>13}")
+    for r in rows:
+        print(f"{r['parallel']:>8} {r['wall']:7.1f} {r['per_hour']:9.0f} {r['per_hour'] / base:6.2f} "
+              f"{r['objective']:12.1f} {r['ray_median']:15.2f} / {r['ray_first']:5.2f}{'':10} {r['task_extra']:13.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
