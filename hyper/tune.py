@@ -41,6 +41,7 @@ RUNNING trials after a restore (measured, see DESIGN.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -57,6 +58,7 @@ from optuna.trial import TrialState
 import bench.compat  # noqa: F401
 from bench.data import DEFAULT_DATA_ROOT, read_manifest
 from bench.errors import InputError
+from bench.execution import ray_session
 from bench.registry import resolve_model
 from hyper import best as best_store
 from hyper.space import SearchSpace, load_space
@@ -195,32 +197,19 @@ def _check_study(study: optuna.Study, s: TuneSettings, space: SearchSpace) -> No
 
 
 # -- Ray ------------------------------------------------------------------------------
-def start_ray(address: str | None, parallel: int):
-    """Connect to a cluster (``--address`` / ``RAY_ADDRESS``) or start a small local Ray."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    quiet = dict(logging_level="ERROR", log_to_driver=False)
+@contextlib.contextmanager
+def _workers_see_our_path():
+    """Local workers import what this process imports (an objective given as
+    "module:function" from a test folder, say): they inherit PYTHONPATH at Ray's start."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + ([saved] if saved else []))
     try:
-        if address or os.environ.get("RAY_ADDRESS"):
-            ray.init(address=address, **quiet)
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
         else:
-            # Local workers import what this process imports (an objective given as
-            # "module:function" from a test folder, say): they inherit the environment.
-            saved = os.environ.get("PYTHONPATH")
-            os.environ["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + ([saved] if saved else []))
-            try:
-                # ~750 MB and ~3 s: no dashboard, the smallest object store (trials pass small dicts).
-                ray.init(num_cpus=parallel, include_dashboard=False, object_store_memory=80 * 1024**2, **quiet)
-            finally:
-                if saved is None:
-                    os.environ.pop("PYTHONPATH", None)
-                else:
-                    os.environ["PYTHONPATH"] = saved
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise InputError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: "
-                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    return ray
+            os.environ["PYTHONPATH"] = saved
 
 
 # -- the driver -------------------------------------------------------------------------
@@ -236,14 +225,10 @@ def tune(settings: TuneSettings | None = None, **kwargs) -> TuneResult:
     if _finished(study) < s.trials:
         import ray
 
-        owned = not ray.is_initialized()  # a program that already runs Ray keeps its instance
-        if owned:
-            start_ray(s.address, s.parallel)
-        try:
+        # The suite's Ray session: local (never an unrelated `ray start` cluster) unless
+        # --address / RAY_ADDRESS names one; a program already running Ray keeps its own.
+        with _workers_see_our_path(), ray_session(s.parallel, s.address or os.environ.get("RAY_ADDRESS")):
             _drive(ray, prepared, result, progress, start)
-        finally:
-            if owned:
-                ray.shutdown()
     progress.close()
     result.wall_seconds = time.perf_counter() - start
     _finish(prepared, result)

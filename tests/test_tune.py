@@ -222,11 +222,13 @@ def test_trial_n_is_sampled_from_the_seed_and_the_finished_trials():
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray (2 CPUs) for the in-process runs of this module; tune() reuses it."""
-    from hyper.tune import start_ray
+    import ray
 
-    ray = start_ray(None, 2)
-    yield ray
-    ray.shutdown()
+    from bench.execution import ray_session
+    from hyper.tune import _workers_see_our_path
+
+    with _workers_see_our_path(), ray_session(2):
+        yield ray
 
 
 def _wait_for(predicate, timeout: float, what: str):
