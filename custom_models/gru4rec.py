@@ -1,0 +1,355 @@
+"""GRU4Rec: session-based recommendations with recurrent neural networks.
+
+Hidasi, Karatzoglou, Baltrunas, Tikk. ICLR 2016. https://arxiv.org/abs/1511.06939
+Hidasi, Karatzoglou. CIKM 2018 (TOP1-max, BPR-max, more negatives). https://arxiv.org/abs/1706.03847
+Behaviour checked against the authors' PyTorch code (hidasib/GRU4Rec_PyTorch_Official).
+
+    bench run gru4rec --dataset diginetica      (defaults: custom_models/gru4rec.yaml,
+                                                 the official Diginetica parameters)
+
+A GRU (``layers``, e.g. [512]) reads a session one item at a time; after item ``t``
+every item ``i`` gets the score ``r_i = h_t . W_y[i] + b_y[i]``.
+
+Training (:mod:`custom_models.gru4rec_trainer`) is the paper's, not RecBole's:
+
+* session-parallel mini-batches: ``train_batch_size`` lanes each walk through one
+  session event by event (input: the current item, target: the next); when a lane's
+  session ends, the next unused session takes the lane and the lane's hidden state is
+  reset to zero. Sessions are taken in time order (= row order of the converted
+  data), never shuffled, as in the official code. One pass per epoch.
+* the scores of a mini-batch are computed for the ``B`` targets of the mini-batch
+  (each row's target, and the other rows' targets as its negatives) plus
+  ``n_sample`` extra items drawn ∝ count^``sample_alpha``, one draw shared by the
+  whole mini-batch and pre-drawn in large chunks;
+* losses on the ``B x (B + n_sample)`` score matrix ``R`` (row ``k``'s target is
+  column ``k``; every other column is a negative ``j``), after ``final_act``:
+
+  - ``top1``:      mean_j  sigmoid(r_j - r_i) + sigmoid(r_j^2)
+  - ``bpr``:       mean_j  -log sigmoid(r_i - r_j)
+  - ``top1-max``:  sum_j s_j (sigmoid(r_j - r_i) + sigmoid(r_j^2))
+  - ``bpr-max``:   -log sum_j s_j sigmoid(r_i - r_j)  +  bpreg * sum_j s_j r_j^2
+  - ``cross-entropy``: -log softmax(R)_i over all B + n_sample columns (no final_act),
+    optionally with logQ correction ``r_j - logq * log q_j``,
+
+  where ``s = softmax`` over the row's negatives. The sum over rows is divided by
+  ``train_batch_size``;
+* dropout ``dropout_p_embed`` on the input embedding and ``dropout_p_hidden`` on each
+  layer's output, which is also the state carried to the next step (as in the
+  official code);
+* Adagrad with momentum, lazily (row-wise) updated for embedding rows
+  (:class:`custom_models.gru4rec_trainer.AdagradM`);
+* weights uniform in ``±sqrt(6 / (fan_in + fan_out))``, per gate; biases zero.
+
+The official PyTorch code offers cross-entropy and BPR-max only; TOP1, BPR and
+TOP1-max follow the original Theano code and the papers.
+
+Input embedding: ``constrained_embedding: True`` uses the output item embedding
+``W_y`` as input embedding; otherwise ``embedding > 0`` is a separate input embedding,
+and ``embedding: 0`` is the one-hot input (its GRU input weights are a lookup table).
+
+Deviations and choices:
+
+* item 0 is RecBole's padding; items absent from the training sessions are outside
+  the model (as in the official code, whose item map holds training items only):
+  they are never sampled and score ``-inf``;
+* TOP1 and BPR average over the negatives only (the papers' definition); the Theano
+  code also averages in the target's own column, which changes the loss by a
+  constant factor and offset only;
+* scores are ranked before the final activation (official PyTorch behaviour; for
+  ``elu``/``tanh``/``linear`` this is the same ranking, for ``relu`` it avoids ties);
+* ``calculate_loss`` (RecBole's API, unused by the session-parallel trainer) is the
+  full-softmax cross-entropy at every position of whole-sequence rows; because the
+  GRU is causal that equals the loss over all prefix rows (see the tests);
+* evaluation scores each test prefix from a zero state (our one evaluator asks for
+  every prefix separately); the official code walks test sessions session-parallel,
+  which gives the same hidden states.
+
+Speed (CPU): item rows are gathered by :func:`lookup`, whose gradient is already a
+coalesced sparse tensor over the distinct rows (no dense gradient of the 43k-row
+table, no sort of duplicates, no copies for slicing), and dropout masks come from
+``rand`` rather than ``bernoulli_``. Neither changes what is computed.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import bench.compat  # noqa: F401
+from custom_models.gru4rec_trainer import GRU4RecTrainer
+from custom_models.per_position import position_targets
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+LOSSES = ("top1", "bpr", "top1-max", "bpr-max", "cross-entropy")
+
+
+def final_activation(name: str):
+    """``linear``, ``tanh``, ``relu``, ``elu-<alpha>``, ``leaky-<slope>`` (the Theano code's names)."""
+    if name == "linear":
+        return lambda x: x
+    if name == "tanh":
+        return torch.tanh
+    if name == "relu":
+        return torch.relu
+    if name.startswith("elu-"):
+        alpha = float(name[4:])
+        return lambda x: F.elu(x, alpha)
+    if name.startswith("leaky-"):
+        slope = float(name[6:])
+        return lambda x: F.leaky_relu(x, slope)
+    raise ValueError(f"unknown final_act {name!r}: linear, tanh, relu, elu-<a>, leaky-<a>")
+
+
+# -- losses: R is [B, B + n_sample], row k's target in column k; each returns [B] -------
+def _target_mask(R: torch.Tensor) -> torch.Tensor:
+    return torch.eye(R.shape[0], R.shape[1], dtype=torch.bool, device=R.device)
+
+
+def _negatives_softmax(R: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(R.masked_fill(_target_mask(R), -torch.inf), dim=1)
+
+
+def top1_loss(R: torch.Tensor) -> torch.Tensor:
+    pos = R.diagonal().view(-1, 1)
+    terms = torch.sigmoid(R - pos) + torch.sigmoid(R * R)
+    return terms.masked_fill(_target_mask(R), 0.0).sum(1) / (R.shape[1] - 1)
+
+
+def bpr_loss(R: torch.Tensor) -> torch.Tensor:
+    pos = R.diagonal().view(-1, 1)
+    return -F.logsigmoid(pos - R).masked_fill(_target_mask(R), 0.0).sum(1) / (R.shape[1] - 1)
+
+
+def top1_max_loss(R: torch.Tensor) -> torch.Tensor:
+    s = _negatives_softmax(R)
+    pos = R.diagonal().view(-1, 1)
+    return (s * (torch.sigmoid(R - pos) + torch.sigmoid(R * R))).sum(1)
+
+
+def bpr_max_loss(R: torch.Tensor, bpreg: float) -> torch.Tensor:
+    s = _negatives_softmax(R)
+    pos = R.diagonal().view(-1, 1)
+    # + 1e-24 as in the official code: keeps the log finite when every sigmoid underflows
+    return -torch.log((s * torch.sigmoid(pos - R)).sum(1) + 1e-24) + bpreg * (s * R * R).sum(1)
+
+
+def cross_entropy_loss(R: torch.Tensor) -> torch.Tensor:
+    return -torch.log_softmax(R, dim=1).diagonal()
+
+
+def _uniform_(tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    nn.init.uniform_(tensor, -bound, bound)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout, as ``F.dropout``; the mask from ``rand`` is ~3x cheaper than ``bernoulli_`` on CPU."""
+    if not training or p <= 0:
+        return x
+    return x * (torch.rand_like(x) >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
+
+
+class _SharedRows(torch.autograd.Function):
+    """``weight[items]`` for several index tensors, given their distinct ``rows`` and the
+    position of each index in ``rows``. The gradient reaches ``weight`` as one coalesced
+    sparse tensor over ``rows`` (what a sparse ``nn.Embedding`` gives after coalescing,
+    without sorting every duplicate and without a dense gradient of the whole table)."""
+
+    @staticmethod
+    def forward(ctx, weight, rows, *positions):
+        ctx.save_for_backward(rows, *positions)
+        ctx.weight_shape = weight.shape
+        table = weight.index_select(0, rows)
+        return tuple(table.index_select(0, pos) for pos in positions)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        rows, *positions = ctx.saved_tensors
+        summed = grads[0].new_zeros((len(rows),) + tuple(ctx.weight_shape[1:]))
+        for pos, grad in zip(positions, grads):
+            summed.index_add_(0, pos, grad)
+        sparse = torch.sparse_coo_tensor(rows.view(1, -1), summed, ctx.weight_shape, is_coalesced=True,
+                                         check_invariants=False)
+        return (sparse, None) + (None,) * len(positions)
+
+
+def lookup(weight: torch.Tensor, *items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(weight[items[0]], weight[items[1]], ...)`` with a sparse, row-wise gradient."""
+    rows, inverse = torch.unique(torch.cat(items), return_inverse=True)
+    return _SharedRows.apply(weight, rows, *inverse.split([len(i) for i in items]))
+
+
+class OneHotGRUCell(nn.Module):
+    """First GRU layer on one-hot inputs: ``W_x x`` is a row lookup (sparse gradient)."""
+
+    def __init__(self, n_items: int, hidden: int):
+        super().__init__()
+        self.weight_ih = nn.Parameter(torch.empty(n_items, 3 * hidden))  # [candidate | reset | update]
+        self.weight_hh = nn.Parameter(torch.empty(hidden, 3 * hidden))
+        self.bias = nn.Parameter(torch.zeros(3 * hidden))
+        for g in range(3):
+            _uniform_(self.weight_ih.data[:, g * hidden:(g + 1) * hidden], n_items, hidden)
+            _uniform_(self.weight_hh.data[:, g * hidden:(g + 1) * hidden], hidden, hidden)
+
+    def forward(self, items: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        x_n, x_r, x_z = (lookup(self.weight_ih, items)[0] + self.bias).chunk(3, 1)
+        h_n, h_r, h_z = (h @ self.weight_hh).chunk(3, 1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        return (1.0 - z) * h + z * torch.tanh(x_n + r * h_n)
+
+
+class BenchGRU4Rec(SequentialRecommender):
+    train_on = "sequences"
+    trainer_class = GRU4RecTrainer
+    input_type = InputType.POINTWISE  # RecBole samples no negatives; GRU4Rec samples its own
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.layers = [int(n) for n in config["layers"]]
+        self.loss_name = str(config["loss"])
+        if self.loss_name not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss_name!r}")
+        self.final_act = final_activation(str(config["final_act"]))
+        self.bpreg = float(config["bpreg"])
+        self.logq = float(config["logq"] or 0.0)
+        self.batch_size = int(config["train_batch_size"])
+        self.constrained = bool(config["constrained_embedding"])
+        self.embedding_size = int(config["embedding"] or 0)
+        self.p_embed = float(config["dropout_p_embed"])
+        self.p_hidden = float(config["dropout_p_hidden"])
+
+        n, last = self.n_items, self.layers[-1]
+        self.out_weight = nn.Parameter(torch.empty(n, last))  # W_y
+        self.out_bias = nn.Parameter(torch.zeros(n))  # b_y
+        _uniform_(self.out_weight.data, n, last)
+        self.in_weight = self.one_hot = None
+        if self.constrained:
+            n_input = last
+        elif self.embedding_size > 0:
+            self.in_weight = nn.Parameter(torch.empty(n, self.embedding_size))
+            _uniform_(self.in_weight.data, n, self.embedding_size)
+            n_input = self.embedding_size
+        else:
+            self.one_hot = OneHotGRUCell(n, self.layers[0])
+        first = 1 if self.one_hot is not None else 0
+        self.cells = nn.ModuleList()
+        for i in range(first, len(self.layers)):
+            cell = nn.GRUCell(self.layers[i - 1] if i > 0 else n_input, self.layers[i])
+            size_in, size = cell.input_size, cell.hidden_size
+            for g in range(3):  # torch's gate blocks: reset, update, candidate
+                _uniform_(cell.weight_ih.data[g * size:(g + 1) * size], size_in, size)
+                _uniform_(cell.weight_hh.data[g * size:(g + 1) * size], size, size)
+            nn.init.zeros_(cell.bias_ih)
+            nn.init.zeros_(cell.bias_hh)
+            self.cells.append(cell)
+        # Items the trainer saw in training sessions; the rest score -inf. All until told.
+        known = torch.ones(n, dtype=torch.bool)
+        known[0] = False
+        self.register_buffer("known_items", known)
+
+    # -- the recurrent step ---------------------------------------------------------
+    def zero_state(self, batch: int) -> list[torch.Tensor]:
+        return [torch.zeros(batch, size, device=self.out_weight.device) for size in self.layers]
+
+    def step(self, items: torch.Tensor, embedded: torch.Tensor | None, H: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One event for every lane: the new state of every layer (the last layer's is the output).
+
+        ``embedded`` is the input embedding of ``items`` (None for one-hot input). In
+        training, each layer's output is dropped out and carried on as its state, and
+        the input embedding (one-hot: the first layer's output) is dropped out.
+        """
+        out = []
+        if self.one_hot is not None:
+            x = dropout(self.one_hot(items, H[0]), self.p_embed, self.training)
+            out.append(x)
+        else:
+            x = dropout(embedded, self.p_embed, self.training)
+        for cell, h in zip(self.cells, H[len(out):]):
+            x = dropout(cell(x, h), self.p_hidden, self.training)
+            out.append(x)
+        return out
+
+    def _embed(self, items: torch.Tensor) -> torch.Tensor | None:
+        if self.constrained:
+            return lookup(self.out_weight, items)[0]
+        return None if self.in_weight is None else lookup(self.in_weight, items)[0]
+
+    def session_step(self, inputs: torch.Tensor, targets: torch.Tensor, samples: torch.Tensor | None,
+                     H: list[torch.Tensor], log_q: torch.Tensor | None = None):
+        """One session-parallel mini-batch: ``(loss, new state)``.
+
+        ``log_q`` [B + n_sample]: log sampling probability of every column, for the
+        cross-entropy's logQ correction.
+        """
+        columns = targets if samples is None else torch.cat([targets, samples])
+        if self.constrained:  # inputs and outputs share W_y: one sparse gradient
+            embedded, out_weight = lookup(self.out_weight, inputs, columns)
+        else:
+            embedded, (out_weight,) = self._embed(inputs), lookup(self.out_weight, columns)
+        H = self.step(inputs, embedded, H)
+        R = torch.addmm(lookup(self.out_bias, columns)[0].view(1, -1), H[-1], out_weight.t())
+        loss = self.session_loss(R, log_q)
+        return loss.sum() / self.batch_size, [h.detach() for h in H]
+
+    def session_loss(self, R: torch.Tensor, log_q: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-row loss [B] of the score matrix ``R`` (row ``k``'s target in column ``k``)."""
+        if self.loss_name == "cross-entropy":
+            if self.logq > 0 and log_q is not None:
+                R = R - self.logq * log_q.view(1, -1)
+            return cross_entropy_loss(R)
+        R = self.final_act(R)
+        if self.loss_name == "bpr-max":
+            return bpr_max_loss(R, self.bpreg)
+        if self.loss_name == "top1-max":
+            return top1_max_loss(R)
+        if self.loss_name == "bpr":
+            return bpr_loss(R)
+        return top1_loss(R)
+
+    # -- whole sequences (evaluation, RecBole's API) ------------------------------------
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor):
+        """``(outputs [B, L, H_last], last [B, H_last])``: the output after every position
+        (zero at padding) and after the last real item, each sequence from a zero state.
+
+        Rows are run longest first so that step ``t`` only computes the rows still
+        running (a packed sequence, without packing).
+        """
+        lengths, order = item_seq_len.sort(descending=True)
+        seq = item_seq[order, : int(lengths[0])]
+        running = (lengths.view(1, -1) > torch.arange(seq.shape[1], device=seq.device).view(-1, 1)).sum(1).tolist()
+        H = self.zero_state(len(seq))
+        outputs = []
+        for t, n in enumerate(running):
+            items = seq[:n, t]
+            new = self.step(items, self._embed(items), [h[:n] for h in H])
+            H = [torch.cat([a, h[n:]]) for a, h in zip(new, H)]
+            outputs.append(F.pad(new[-1], (0, 0, 0, len(seq) - n)))
+        unsort = torch.empty_like(order)
+        unsort[order] = torch.arange(len(order), device=order.device)
+        return torch.stack(outputs, dim=1)[unsort], H[-1][unsort]
+
+    def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        scores = torch.addmm(self.out_bias.view(1, -1), hidden, self.out_weight.t())
+        return scores.masked_fill(~self.known_items, -torch.inf)
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        """Mean full-softmax cross-entropy over every real position of whole-sequence rows."""
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        inputs, targets, real = position_targets(interaction[self.ITEM_SEQ], item_seq_len, interaction[self.POS_ITEM_ID])
+        outputs, _ = self.forward(inputs, item_seq_len)
+        logits = torch.addmm(self.out_bias.view(1, -1), outputs[real], self.out_weight.t())
+        logits[:, 0] = -torch.inf
+        return F.cross_entropy(logits, targets[real])
+
+    def predict(self, interaction) -> torch.Tensor:
+        _, last = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        items = interaction[self.ITEM_ID]
+        scores = (last * self.out_weight[items]).sum(-1) + self.out_bias[items]
+        return scores.masked_fill(~self.known_items[items], -torch.inf)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        _, last = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return self._scores(last)

@@ -1,0 +1,256 @@
+"""GRU4Rec's own training: session-parallel mini-batches, sampled negatives, Adagrad with momentum.
+
+See :mod:`custom_models.gru4rec` for the model and the papers. The pieces here:
+
+* :func:`sessions_from_rows`: the training sessions, as one flat array of item ids
+  and session offsets, rebuilt from the whole-sequence rows the runner hands over;
+* :func:`session_parallel`: the lanes of the mini-batches, step by step;
+* :class:`PopularitySampler`: extra negatives ∝ count^alpha, drawn in large chunks;
+* :class:`AdagradM`: the official code's optimiser;
+* :class:`GRU4RecTrainer`: one pass over the sessions per epoch.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.optim import Optimizer
+
+import bench.compat  # noqa: F401
+from bench.training import HarnessTrainer
+
+
+def sessions_from_rows(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(items, offsets)``: session ``s`` is ``items[offsets[s]:offsets[s + 1]]``, in row order.
+
+    Each row is a whole sequence: ``item_id_list[:item_length]`` then ``item_id``
+    (:func:`bench.data.whole_sequence_rows`). A sequence longer than ``max_len + 1``
+    comes as several rows of the same session id, each later row a full
+    ``max_len`` window whose first item is the previous row's target; they are
+    stitched back into one session.
+    """
+    inter = dataset.inter_feat
+    uid = inter[dataset.uid_field].numpy()
+    seqs = inter[dataset.item_id_list_field].numpy()
+    lengths = inter[dataset.item_list_length_field].numpy().astype(np.int64)
+    last = inter[dataset.iid_field].numpy()
+    n, width = seqs.shape
+    full = np.zeros((n, width + 1), dtype=np.int64)
+    full[:, :width] = seqs
+    full[np.arange(n), lengths] = last
+    cont = np.r_[False, uid[1:] == uid[:-1]]
+    rows = np.flatnonzero(cont)
+    if len(rows) and not ((lengths[rows] == width) & (full[rows, 0] == last[rows - 1])).all():
+        raise ValueError("GRU4Rec trains on whole sequences (train_on = 'sequences'), "
+                         "not on every prefix: rows of one session do not continue each other")
+    columns = np.arange(width + 1)
+    keep = (columns >= cont[:, None]) & (columns <= lengths[:, None])
+    items = full[keep]
+    session = np.cumsum(~cont) - 1
+    sizes = np.bincount(session, weights=keep.sum(1)).astype(np.int64)
+    return items, np.r_[0, np.cumsum(sizes)]
+
+
+def session_parallel(offsets: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Session-parallel mini-batches: yields ``(positions, reset, keep)`` per step.
+
+    Lane ``k`` reads the event at ``positions[k]`` and predicts the one at
+    ``positions[k] + 1``. ``reset[k]``: the lane has just started a new session, so
+    its hidden state must be zero. ``keep``: ``None``, or which of the previous
+    step's lanes are still running (a lane is dropped when no session is left to
+    start in it, so the last mini-batches shrink). Sessions enter lanes in order;
+    sessions of one item (nothing to predict) are skipped.
+    """
+    sizes = np.diff(offsets)
+    sessions = np.flatnonzero(sizes >= 2)
+    lanes = min(batch_size, len(sessions))
+    if lanes == 0:
+        return
+    start = offsets[sessions[:lanes]].copy()
+    end = offsets[sessions[:lanes] + 1].copy()
+    following = lanes  # the next unused session
+    reset, keep = np.ones(lanes, dtype=bool), None
+    while True:
+        yield start.copy(), reset, keep
+        start += 1
+        done = np.flatnonzero(end - start <= 1)  # nothing left to predict in these lanes
+        reset, keep = np.zeros(len(start), dtype=bool), None
+        if len(done) == 0:
+            continue
+        refill = done[: len(sessions) - following]
+        new = sessions[following:following + len(refill)]
+        start[refill], end[refill] = offsets[new], offsets[new + 1]
+        reset[refill] = True
+        following += len(refill)
+        if len(refill) < len(done):
+            keep = np.ones(len(start), dtype=bool)
+            keep[done[len(refill):]] = False
+            start, end, reset = start[keep], end[keep], reset[keep]
+            if len(start) == 0:
+                return
+
+
+class PopularitySampler:
+    """Items drawn with replacement ∝ ``counts ** alpha``, ``n_sample`` per mini-batch.
+
+    As in the official code, ``cache_size`` ids are drawn at once (inverse CDF by
+    binary search) and handed out ``n_sample`` at a time; a new chunk is drawn when
+    the cache runs out. Items with count 0 are never drawn.
+    """
+
+    def __init__(self, counts: torch.Tensor, alpha: float, n_sample: int, cache_size: int = 10_000_000,
+                 generator: torch.Generator | None = None):
+        weights = counts.double() ** alpha
+        weights[counts <= 0] = 0.0
+        self.cdf = (weights.cumsum(0) / weights.sum()).float()
+        self.cdf[-1] = 1.0
+        self.n_sample = int(n_sample)
+        self.chunks = max(1, int(cache_size) // self.n_sample)
+        self.generator = generator
+        self._cache, self._next = None, 0
+
+    def _refill(self) -> None:
+        u = torch.rand(self.chunks * self.n_sample, generator=self.generator)
+        # first item whose cumulative weight exceeds u (a zero-weight item never does)
+        self._cache = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1).view(self.chunks, -1)
+        self._next = 0
+
+    def sample(self) -> torch.Tensor:
+        if self._cache is None or self._next >= self.chunks:
+            self._refill()
+        self._next += 1
+        return self._cache[self._next - 1]
+
+
+class AdagradM(Optimizer):
+    """Adagrad with momentum, GRU4Rec's optimiser (the official code's ``IndexedAdagradM``)::
+
+        acc += g^2
+        v    = momentum * v - lr * g / sqrt(acc + eps)
+        p   += v                       (momentum 0: p -= lr * g / sqrt(acc + eps))
+
+    A sparse gradient (embedding rows) updates only its rows: ``acc``, ``v`` and the
+    parameter of every other row are left alone, so momentum is lazy per row.
+    """
+
+    def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, eps: float = 1e-6):
+        if lr <= 0 or momentum < 0 or eps <= 0:
+            raise ValueError(f"invalid AdagradM settings: lr={lr}, momentum={momentum}, eps={eps}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum, eps = group["lr"], group["momentum"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["acc"] = torch.zeros_like(p)
+                    if momentum > 0:
+                        state["mom"] = torch.zeros_like(p)
+                if p.grad.is_sparse:
+                    grad = p.grad.coalesce()  # repeated rows are summed before squaring
+                    rows, values = grad.indices()[0], grad.values()
+                    acc = state["acc"].index_select(0, rows).addcmul_(values, values)
+                    state["acc"].index_copy_(0, rows, acc)
+                    update = values.mul(-lr).div_(acc.add_(eps).sqrt_())
+                    if momentum > 0:
+                        update = state["mom"].index_select(0, rows).mul_(momentum).add_(update)
+                        state["mom"].index_copy_(0, rows, update)
+                    p.index_add_(0, rows, update)
+                    continue
+                grad = p.grad
+                denom = state["acc"].addcmul_(grad, grad).add(eps).sqrt_()
+                if momentum > 0:
+                    p.add_(state["mom"].mul_(momentum).addcdiv_(grad, denom, value=-lr))
+                else:
+                    p.addcdiv_(grad, denom, value=-lr)
+        return loss
+
+
+class GRU4RecTrainer(HarnessTrainer):
+    """One epoch = one session-parallel pass over the training sessions (RecBole's batches unused)."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.batch_size = int(config["train_batch_size"])
+        self.n_sample = int(config["n_sample"] or 0)
+        self.sample_alpha = float(config["sample_alpha"])
+        self.cache_size = int(config["sample_cache_size"] or 10_000_000)
+        self.generator = torch.Generator().manual_seed(int(config["seed"]))
+        self._sessions = None  # (dataset, items, offsets), rebuilt when the dataset changes
+        self._prepared_for = None  # the items array that sampler and log_counts belong to
+        self.sampler: PopularitySampler | None = None
+        self.log_counts: torch.Tensor | None = None
+
+    def _build_optimizer(self, **kwargs):
+        return AdagradM(self.model.parameters(), lr=self.config["learning_rate"],
+                        momentum=float(self.config["momentum"] or 0.0))
+
+    def train_epoch(self, train_data, epoch_idx, show_progress=False):
+        dataset = train_data.dataset
+        if self._sessions is None or self._sessions[0] is not dataset:
+            self._sessions = (dataset, *sessions_from_rows(dataset))
+        return self.train_sessions(*self._sessions[1:], show_progress=show_progress)
+
+    def _prepare(self, items: np.ndarray):
+        """The sampler and the logQ terms for these training sessions (built once)."""
+        if self._prepared_for is items:
+            return
+        counts = torch.as_tensor(np.bincount(items, minlength=self.model.n_items)[: self.model.n_items])
+        self.model.known_items.copy_(counts > 0)
+        self.sampler = (PopularitySampler(counts, self.sample_alpha, self.n_sample, self.cache_size, self.generator)
+                        if self.n_sample > 0 else None)
+        # logQ: a mini-batch target is drawn ∝ count, an extra sample ∝ count^alpha (official code)
+        self.log_counts = counts.double().clamp(min=1).log().float().to(self.device)
+        self._prepared_for = items
+
+    def train_sessions(self, items: np.ndarray, offsets: np.ndarray, show_progress: bool = False) -> float:
+        """One pass over the sessions; returns the mean loss per predicted event."""
+        self._prepare(items)
+        model = self.model
+        model.train()
+        events = torch.as_tensor(items, device=self.device)
+        steps = session_parallel(offsets, self.batch_size)
+        if show_progress:
+            from tqdm import tqdm
+
+            approx_steps = int(np.ceil((len(items) - len(offsets) + 1) / self.batch_size))  # lanes shrink at the end
+            steps = tqdm(steps, total=approx_steps, ncols=100, desc="Train", mininterval=5)
+        H = None
+        total, n_events = torch.zeros((), dtype=torch.float64), 0
+        for positions, reset, keep in steps:
+            if H is None:
+                H = model.zero_state(len(positions))
+            if keep is not None:
+                H = [h[torch.as_tensor(keep, device=self.device)] for h in H]
+            if reset.any():
+                mask = torch.as_tensor(reset, device=self.device).view(-1, 1)
+                H = [h.masked_fill(mask, 0.0) for h in H]
+            if self.sampler is None and len(positions) < 2:
+                break  # no negatives left (as in the official code)
+            pos = torch.as_tensor(positions, device=self.device)
+            inputs, targets = events[pos], events[pos + 1]
+            samples = log_q = None
+            if self.sampler is not None:
+                samples = self.sampler.sample().to(self.device)
+            if model.loss_name == "cross-entropy" and model.logq > 0:
+                log_q = self.log_counts[targets]
+                if samples is not None:
+                    log_q = torch.cat([log_q, self.sample_alpha * self.log_counts[samples]])
+            self.optimizer.zero_grad()
+            loss, H = model.session_step(inputs, targets, samples, H, log_q)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach().double() * self.batch_size
+            n_events += len(positions)
+            if not torch.isfinite(loss):
+                raise ValueError("training loss is nan")
+        return float(total) / max(1, n_events)

@@ -1,0 +1,188 @@
+"""NARM: Neural Attentive Session-based Recommendation.
+
+Li, Ren, Chen, Ren, Lian, Ma. CIKM 2017. https://doi.org/10.1145/3132847.3132926
+
+    bench run narm --dataset diginetica      (defaults: custom_models/narm.yaml)
+
+A GRU reads the session's items (embedding 50, 100 units). After item ``t``:
+
+* global context ``c_g = h_t``, the last hidden state;
+* local context ``c_l = sum_{j<=t} alpha_tj h_j`` with ``alpha_tj = v^T sigmoid(A1 h_t + A2 h_j)``
+  (not normalised, as in the paper);
+* ``c = [c_g; c_l]`` and ``score_i = emb_i^T B c`` (bi-linear decoder, shared item embedding);
+* dropout 0.25 on the item embeddings and 0.5 on ``c``; Adam 1e-3, batch 512,
+  full-softmax cross-entropy.
+
+How it trains (same loss as the paper, different bookkeeping): the paper, like
+RecBole, trains on every prefix of every session as a separate padded row. Because
+the GRU is causal and ``alpha_tj`` only looks at ``j <= t``, the representation of a
+prefix is the one at its last position in the whole session. So we train on whole
+sessions (``train_on = "sequences"``) with a loss at every position, and compute the
+local attention for all positions at once with a causal mask. The GRU runs on packed
+sequences, the attention skips rows that have ended and the decoder sees real
+positions only, so padding costs little. The loss is the mean over all positions of
+the batch; a batch of 512 sessions therefore holds more prediction targets than the
+paper's 512 prefixes.
+
+Deviations and choices the paper leaves open:
+
+* the GRU has biases (the paper's equations omit them; RecBole drops them);
+* weights are Xavier-normal initialised (the paper does not say);
+* item 0 is RecBole's padding and is never a softmax candidate;
+* ``loss_type: sampled`` (not in the paper) replaces the full softmax by
+  ``n_negatives`` popularity-sampled negatives with logQ correction
+  (:class:`custom_models.per_position.PopularitySampledSoftmax`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import bench.compat  # noqa: F401
+from custom_models.per_position import make_softmax_loss, position_targets
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+
+def _blocks(lengths: torch.Tensor, hidden: torch.Tensor, block_elements: int):
+    """Query blocks ``(rows, t0, t1, mask [T, J])``: queries t0..t1-1 of the rows still
+    running at t0, against keys j < t1; ``mask`` keeps j <= t. Each block's sigmoid
+    holds at most about ``block_elements`` numbers."""
+    _, length, size = hidden.shape
+    causal = torch.ones(length, length, dtype=hidden.dtype, device=hidden.device).tril()
+    t0 = 0
+    while t0 < length:
+        rows = torch.nonzero(lengths > t0).squeeze(1)
+        n_rows = len(rows)
+        if n_rows == 0:
+            return
+        if int(rows[-1]) == n_rows - 1:
+            rows = slice(0, n_rows)  # the first rows (lengths sorted): views, not copies
+        t1 = min(length, t0 + max(1, block_elements // (n_rows * length * size)))
+        yield rows, t0, t1, causal[t0:t1, :t1]
+        t0 = t1
+
+
+class CausalLocalAttention(torch.autograd.Function):
+    """NARM's local context after every position, ``c_l[b, t] = sum_{j<=t} alpha_tj h_j`` with
+    ``alpha_tj = v . sigmoid(q_t + k_j)`` (``q = A1 h``, ``k = A2 h``), in one pass.
+
+    The sigmoid is a [rows, T, J, H] tensor, so it is built block by block and rebuilt
+    in backward rather than stored: memory stays one block, whatever the batch. (It is
+    ``torch.utils.checkpoint`` by hand, with the gradients written out, which avoids
+    autograd's full-size gradient per block.) Positions ``>= lengths`` hold garbage.
+    """
+
+    @staticmethod
+    def forward(ctx, query, keys, hidden, v, lengths, block_elements: int):
+        ctx.save_for_backward(query, keys, hidden, v, lengths)
+        ctx.block_elements = block_elements
+        local = torch.zeros_like(hidden)
+        for rows, t0, t1, mask in _blocks(lengths, hidden, block_elements):
+            s = torch.sigmoid(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
+            local[rows, t0:t1] = ((s @ v) * mask) @ hidden[rows, :t1]
+        return local
+
+    @staticmethod
+    def backward(ctx, grad_local):
+        query, keys, hidden, v, lengths = ctx.saved_tensors
+        grad_query, grad_keys, grad_hidden = torch.zeros_like(query), torch.zeros_like(keys), torch.zeros_like(hidden)
+        grad_v = torch.zeros_like(v)
+        for rows, t0, t1, mask in _blocks(lengths, hidden, ctx.block_elements):
+            s = torch.sigmoid(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
+            alpha = (s @ v) * mask  # [R, T, J]
+            grad = grad_local[rows, t0:t1]  # [R, T, H]
+            grad_hidden[rows, :t1] += alpha.transpose(1, 2) @ grad
+            grad_alpha = (grad @ hidden[rows, :t1].transpose(1, 2)) * mask  # [R, T, J]
+            grad_v += torch.einsum("rtj,rtjh->h", grad_alpha, s)
+            grad_sum = grad_alpha.unsqueeze(-1) * v * s * (1 - s)  # d loss / d (q_t + k_j)
+            grad_query[rows, t0:t1] += grad_sum.sum(2)
+            grad_keys[rows, :t1] += grad_sum.sum(1)
+        return grad_query, grad_keys, grad_hidden, grad_v, None, None
+
+
+class BenchNARM(SequentialRecommender):
+    train_on = "sequences"
+    input_type = InputType.POINTWISE  # RecBole samples no negatives; any loss_type is ours
+    # Largest [rows, queries, keys, hidden] block of the local attention built at once (training).
+    attention_block_elements = 1 << 22
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        embedding_size, hidden_size = config["embedding_size"], config["hidden_size"]
+        embedding_dropout, context_dropout = config["dropout_probs"]
+
+        self.item_embedding = nn.Embedding(self.n_items, embedding_size, padding_idx=0)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True)
+        self.A1 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_t (the query)
+        self.A2 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_j
+        self.v = nn.Linear(hidden_size, 1, bias=False)
+        self.context_dropout = nn.Dropout(context_dropout)
+        self.B = nn.Linear(2 * hidden_size, embedding_size, bias=False)
+        self.softmax_loss = make_softmax_loss(config, dataset, self.n_items)
+
+        for param in self.parameters():
+            if param.dim() > 1:
+                nn.init.xavier_normal_(param)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    # -- encoder ------------------------------------------------------------------
+    def _hidden_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """GRU states after every position [B, L, H]; 0 after a row's end (packed: no work on padding)."""
+        emb = self.embedding_dropout(self.item_embedding(item_seq))
+        packed = pack_padded_sequence(emb, item_seq_len.cpu(), batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=item_seq.size(1))[0]
+
+    def _attend(self, query: torch.Tensor, keys: torch.Tensor, hidden: torch.Tensor,
+                visible: torch.Tensor) -> torch.Tensor:
+        """``sum_j alpha_tj h_j`` for queries ``A1 h_t`` [B, T, H] over keys ``A2 h_j`` [B, J, H]."""
+        alpha = self.v(torch.sigmoid(query.unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)  # [B, T, J]
+        return (alpha * visible) @ hidden
+
+    def _local_contexts(self, hidden: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """``c_l`` after every position [B, L, H], causal: position t attends to j <= t."""
+        return CausalLocalAttention.apply(self.A1(hidden), self.A2(hidden), hidden, self.v.weight.view(-1),
+                                          item_seq_len, self.attention_block_elements)
+
+    def _decode(self, global_context: torch.Tensor, local_context: torch.Tensor) -> torch.Tensor:
+        return self.B(self.context_dropout(torch.cat([global_context, local_context], dim=-1)))
+
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """The representation ``B c`` after every position: [B, L, embedding_size].
+
+        Position ``t`` sees items ``<= t`` only; positions ``>= item_seq_len`` are garbage.
+        """
+        hidden = self._hidden_states(item_seq, item_seq_len)
+        return self._decode(hidden, self._local_contexts(hidden, item_seq_len))
+
+    def last_representation(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """The representation after the last real item: [B, embedding_size]."""
+        hidden = self._hidden_states(item_seq, item_seq_len)
+        last = self.gather_indexes(hidden, item_seq_len - 1)  # c_g
+        visible = torch.arange(hidden.size(1), device=hidden.device).view(1, -1) < item_seq_len.view(-1, 1)
+        local = self._attend(self.A1(last).unsqueeze(1), self.A2(hidden), hidden, visible.unsqueeze(1).to(hidden.dtype))
+        return self._decode(last, local.squeeze(1))
+
+    # -- RecBole interface ----------------------------------------------------------
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        """Mean cross-entropy over every real position of whole-sequence rows."""
+        # longest rows first (the loss is a mean over positions: row order is free), so
+        # the rows still running at any position are the first ones
+        item_seq_len, order = interaction[self.ITEM_SEQ_LEN].sort(descending=True)
+        inputs, targets, real = position_targets(interaction[self.ITEM_SEQ][order], item_seq_len,
+                                                 interaction[self.POS_ITEM_ID][order])
+        hidden = self._hidden_states(inputs, item_seq_len)
+        local = self._local_contexts(hidden, item_seq_len)
+        output = self._decode(hidden[real], local[real])  # padding positions never reach the decoder
+        return self.softmax_loss(output, targets[real], self.item_embedding.weight)
+
+    def predict(self, interaction) -> torch.Tensor:
+        output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (output * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return output @ self.item_embedding.weight.t()

@@ -1,0 +1,93 @@
+"""Per-position training on whole sequences, shared by NARM and SASRec.
+
+A model that declares ``train_on = "sequences"`` gets one training row per sequence
+(:func:`bench.data.whole_sequence_rows`): ``item_id_list`` holds the inputs
+(left-aligned, 0-padded) and ``item_id`` the target of the last input. The target of
+position ``t`` is input ``t + 1``; the target of position ``item_length - 1`` is
+``item_id``. Positions ``>= item_length`` are padding and carry no loss. A causal
+model's output at position ``t`` depends only on inputs ``<= t``, so this one row
+gives the same loss terms as the ``item_length`` prefix rows RecBole would build,
+in one pass.
+
+Also here: the training item counts and a sampled softmax with popularity negatives
+and logQ correction (the option that makes large catalogues cheap).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.data import sequence_events
+
+
+def position_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, last_target: torch.Tensor):
+    """``(inputs [B, L], targets [B, L], real [B, L] bool)`` with L the longest row of the batch.
+
+    Targets at padding positions are 0 and ``real`` is False there.
+    """
+    width = int(item_seq_len.max())
+    inputs = item_seq[:, :width]
+    targets = torch.zeros_like(inputs)
+    targets[:, :-1] = inputs[:, 1:]
+    targets.scatter_(1, (item_seq_len - 1).view(-1, 1), last_target.view(-1, 1))
+    real = torch.arange(width, device=inputs.device).view(1, -1) < item_seq_len.view(-1, 1)
+    return inputs, targets * real, real
+
+
+def training_item_counts(dataset, n_items: int) -> torch.Tensor:
+    """How often each item occurs in the training sequences (the counts POP ranks by)."""
+    _, items = sequence_events(dataset)
+    return torch.as_tensor(np.bincount(items, minlength=n_items)[:n_items], dtype=torch.float64)
+
+
+def full_softmax_loss(output: torch.Tensor, targets: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over all items; item 0 (padding) is never a candidate."""
+    padding = torch.zeros(len(item_weight), dtype=output.dtype, device=output.device)
+    padding[0] = -torch.inf  # as a bias, not an in-place write: autograd then copies no [N, n_items] gradient
+    return F.cross_entropy(F.linear(output, item_weight, padding), targets)
+
+
+class PopularitySampledSoftmax:
+    """Sampled softmax: the target against ``n`` negatives drawn with replacement
+    ∝ count^alpha, one draw shared by the whole batch (one matrix product, as in
+    GRU4Rec's extra samples). Every logit is corrected by ``- log q(item)`` (logQ
+    correction, Bengio & Senecal 2008; Yi et al. 2019), so the loss estimates the
+    full softmax; a negative that equals a row's target is removed for that row.
+    """
+
+    def __init__(self, counts: torch.Tensor, n_negatives: int, alpha: float):
+        weights = counts.clamp(min=0) ** alpha
+        weights[0] = 0.0  # padding
+        if weights.sum() <= 0:
+            raise ValueError("no training items to sample negatives from")
+        self.n_negatives = int(n_negatives)
+        self.probs = (weights / weights.sum()).float()
+        # an item never sampled (count 0) is never a negative; as a target it gets q of the rarest item
+        self.log_q = torch.log(torch.where(self.probs > 0, self.probs, self.probs[self.probs > 0].min()))
+
+    def sample(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.multinomial(self.probs.to(device), self.n_negatives, replacement=True)
+
+    def loss(self, output: torch.Tensor, targets: torch.Tensor, item_weight: torch.Tensor,
+             negatives: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean sampled-softmax loss of ``output`` [N, d] for ``targets`` [N]; ``negatives`` [n] drawn if None."""
+        log_q = self.log_q.to(output.device)
+        if negatives is None:
+            negatives = self.sample(output.device)
+        positive = (output * item_weight[targets]).sum(-1) - log_q[targets]
+        negative = output @ item_weight[negatives].t() - log_q[negatives]
+        negative = negative.masked_fill(targets.view(-1, 1) == negatives.view(1, -1), -torch.inf)
+        logits = torch.cat([positive.view(-1, 1), negative], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+def make_softmax_loss(config, dataset, n_items: int):
+    """The CE loss chosen by ``loss_type``: ``CE`` (full softmax) or ``sampled``."""
+    if config["loss_type"] == "CE":
+        return full_softmax_loss
+    if config["loss_type"] == "sampled":
+        sampler = PopularitySampledSoftmax(training_item_counts(dataset, n_items),
+                                           config["n_negatives"], config["sample_alpha"])
+        return sampler.loss
+    raise ValueError(f"loss_type must be CE or sampled, not {config['loss_type']!r}")

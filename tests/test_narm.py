@@ -1,0 +1,215 @@
+"""BenchNARM: causal per-position training, padding, the prefix-row equivalence, and real training."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bench  # noqa: F401
+from bench.data import load_splits, make_config, whole_sequence_rows
+from bench.registry import resolve_model
+from custom_models.narm import BenchNARM, CausalLocalAttention
+from custom_models.per_position import PopularitySampledSoftmax, position_targets, training_item_counts
+from recbole.data.interaction import Interaction
+
+N_ITEMS = 30
+
+
+def tiny_config(**overrides) -> dict:
+    return {"USER_ID_FIELD": "session_id", "ITEM_ID_FIELD": "item_id", "LIST_SUFFIX": "_list",
+            "ITEM_LIST_LENGTH_FIELD": "item_length", "NEG_PREFIX": "neg_", "MAX_ITEM_LIST_LENGTH": 12,
+            "device": "cpu", "embedding_size": 8, "hidden_size": 6, "dropout_probs": [0.25, 0.5],
+            "loss_type": "CE", "n_negatives": 16, "sample_alpha": 0.5, **overrides}
+
+
+def tiny_narm(seed: int = 0, **overrides) -> BenchNARM:
+    torch.manual_seed(seed)
+    dataset = SimpleNamespace(num=lambda field: N_ITEMS)
+    return BenchNARM(tiny_config(**overrides), dataset).eval()
+
+
+def random_rows(lengths, width, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    seq = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        seq[row, :n] = torch.randint(1, N_ITEMS, (n,), generator=gen)
+    return seq, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("block", [1 << 22, 50])  # one attention block, and many small ones
+def test_a_future_item_never_changes_an_earlier_position(block):
+    model = tiny_narm()
+    model.attention_block_elements = block
+    seq, lengths = random_rows([9, 12, 5], 12)
+    with torch.no_grad():
+        before = model(seq, lengths)
+        for k in (1, 3):
+            changed = seq.clone()
+            changed[:, k] = changed[:, k] % (N_ITEMS - 1) + 1
+            after = model(changed, lengths)
+            torch.testing.assert_close(after[:, :k], before[:, :k], rtol=0, atol=1e-6)
+            assert not torch.allclose(after[:, k], before[:, k])  # the check can fail
+
+
+@pytest.mark.parametrize("block", [1 << 22, 50])
+def test_local_attention_values_and_gradients_match_plain_autograd(block):
+    """The hand-written backward of the blocked causal attention against autograd on
+    the direct formula c_l[t] = sum_{j<=t} v.sigmoid(q_t + k_j) h_j."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([5, 2, 1, 4])
+    query, keys, hidden = (torch.randn(4, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+                           for _ in range(3))
+    v = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+    inputs = (query, keys, hidden, v)
+    real = torch.arange(5).view(1, -1) < lengths.view(-1, 1)
+
+    def direct(query, keys, hidden, v):
+        alpha = torch.sigmoid(query.unsqueeze(2) + keys.unsqueeze(1)) @ v  # [B, T, J]
+        return ((alpha * torch.ones(5, 5, dtype=torch.float64).tril()) @ hidden)[real]
+
+    def blocked(query, keys, hidden, v):
+        return CausalLocalAttention.apply(query, keys, hidden, v, lengths, block)[real]
+
+    torch.testing.assert_close(blocked(*inputs), direct(*inputs))
+    weights = torch.randn(int(real.sum()), 3, generator=gen, dtype=torch.float64)
+    ours = torch.autograd.grad((blocked(*inputs) * weights).sum(), inputs)
+    expected = torch.autograd.grad((direct(*inputs) * weights).sum(), inputs)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(blocked, inputs)
+
+
+def test_padding_never_changes_a_real_position():
+    model = tiny_narm()
+    seq, lengths = random_rows([4, 7, 1], 7)
+    wide = torch.cat([seq, torch.zeros(3, 9, dtype=torch.long)], dim=1)
+    garbage = wide.clone()
+    real = torch.arange(16).view(1, -1) < lengths.view(-1, 1)
+    garbage[~real] = torch.randint(1, N_ITEMS, (int((~real).sum()),))
+    with torch.no_grad():
+        reference = model(seq, lengths)
+        for padded in (wide, garbage):
+            out = model(padded, lengths)
+            torch.testing.assert_close(out[:, :7][real[:, :7]], reference[real[:, :7]], rtol=0, atol=1e-6)
+            batch = Interaction({"item_id_list": padded, "item_length": lengths})
+            torch.testing.assert_close(model.full_sort_predict(batch),
+                                       model.full_sort_predict(Interaction({"item_id_list": seq, "item_length": lengths})),
+                                       rtol=0, atol=1e-6)
+
+
+def test_last_representation_is_the_per_position_output_at_the_end():
+    model = tiny_narm()
+    seq, lengths = random_rows([3, 12, 6, 1], 12)
+    with torch.no_grad():
+        per_position = model(seq, lengths)
+        last = model.last_representation(seq, lengths)
+    torch.testing.assert_close(last, per_position[torch.arange(4), lengths - 1], rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digi_splits(diginetica_slice):
+    root, name = diginetica_slice
+    spec = resolve_model("narm")
+    config = make_config(spec, name, {"device": "cpu", "use_gpu": False}, root)
+    return config, load_splits(config, root)
+
+
+@pytest.mark.parametrize("block", [1 << 30, 20_000])  # one attention block, and several
+def test_whole_sequence_loss_equals_the_loss_over_recbole_prefix_rows(digi_splits, block):
+    """On real sessions: the mean loss over every position of whole-session rows, times
+    the number of positions, equals the summed cross-entropy of the last position of
+    every prefix row of the same sessions, the rows RecBole trains NARM on."""
+    config, splits = digi_splits
+    torch.manual_seed(0)
+    model = BenchNARM(config, splits.train).eval()
+    model.attention_block_elements = block
+    train = splits.train.inter_feat
+    whole = whole_sequence_rows(splits.train).inter_feat
+    sessions = whole["session_id"][:200]
+    assert int(whole["item_length"][:200].max()) < 50  # not truncated: every prefix is in the window
+    prefix_rows = train[torch.isin(train["session_id"], sessions).nonzero().squeeze(1)]
+    whole_rows = whole[torch.arange(200)]
+    assert len(prefix_rows) == int(whole_rows["item_length"].sum())
+
+    with torch.no_grad():
+        per_position = model.calculate_loss(whole_rows) * len(prefix_rows)
+        scores = model.full_sort_predict(prefix_rows)
+        scores[:, 0] = -torch.inf
+        prefix = F.cross_entropy(scores, prefix_rows["item_id"], reduction="sum")
+    torch.testing.assert_close(per_position, prefix, rtol=1e-5, atol=1e-3)
+
+
+def test_position_targets_shift_left_and_end_with_the_row_target():
+    seq = torch.tensor([[5, 6, 7, 0], [8, 0, 0, 0], [1, 2, 3, 4]])
+    inputs, targets, real = position_targets(seq, torch.tensor([3, 1, 4]), torch.tensor([9, 10, 11]))
+    assert inputs.tolist() == seq.tolist()
+    assert targets.tolist() == [[6, 7, 9, 0], [10, 0, 0, 0], [2, 3, 4, 11]]
+    assert real.tolist() == [[True, True, True, False], [True, False, False, False], [True] * 4]
+
+
+def test_training_item_counts_count_every_item_event_of_the_training_sessions(digi_splits):
+    _, splits = digi_splits
+    counts = training_item_counts(splits.train, splits.dataset.item_num)
+    whole = whole_sequence_rows(splits.train).inter_feat
+    lengths = whole["item_length"]
+    real = torch.arange(whole["item_id_list"].size(1)).view(1, -1) < lengths.view(-1, 1)
+    events = torch.cat([whole["item_id_list"][real], whole["item_id"]])
+    assert torch.equal(counts, torch.bincount(events, minlength=len(counts)).double())
+
+
+def test_sampled_softmax_matches_a_direct_computation_with_logq_and_accidental_hits():
+    counts = torch.tensor([0.0, 10, 5, 1, 0, 4])
+    sampler = PopularitySampledSoftmax(counts, n_negatives=4, alpha=0.5)
+    q = counts.sqrt() / counts.sqrt().sum()
+    assert sampler.probs[0] == 0 and sampler.probs[4] == 0
+    torch.testing.assert_close(sampler.probs, q.float())
+    torch.manual_seed(0)
+    out, weight = torch.randn(3, 4), torch.randn(6, 4)
+    targets, negatives = torch.tensor([1, 2, 4]), torch.tensor([1, 3, 3, 5])
+    loss = sampler.loss(out, targets, weight, negatives)
+    expected = 0.0
+    log_q = torch.log(torch.where(q > 0, q, q[q > 0].min()))
+    for row, target in enumerate(targets.tolist()):
+        logits = [out[row] @ weight[target] - log_q[target]]
+        logits += [out[row] @ weight[j] - log_q[j] for j in negatives.tolist() if j != target]
+        expected += -torch.log_softmax(torch.stack(logits), 0)[0]
+    torch.testing.assert_close(loss, expected / 3)
+    drawn = torch.bincount(PopularitySampledSoftmax(counts, 60_000, alpha=0.5).sample(), minlength=6)
+    assert drawn[0] == 0 and drawn[4] == 0
+    np.testing.assert_allclose(drawn.numpy() / 60_000, q.numpy(), atol=0.01)
+
+
+def test_sampled_loss_trains_through_calculate_loss(digi_splits):
+    config, splits = digi_splits
+    torch.manual_seed(0)
+    config["loss_type"] = "sampled"
+    try:
+        model = BenchNARM(config, splits.train)
+    finally:
+        config["loss_type"] = "CE"
+    rows = whole_sequence_rows(splits.train).inter_feat[torch.arange(64)]
+    loss = model.calculate_loss(rows)
+    loss.backward()
+    assert torch.isfinite(loss) and model.item_embedding.weight.grad.abs().sum() > 0
+
+
+def test_trained_on_real_sessions_it_beats_pop_and_is_reproducible(diginetica_slice, tmp_path):
+    from bench.runner import run_once
+
+    torch.set_num_threads(1)
+    root, name = diginetica_slice
+    # Two short epochs with small batches (more steps) and a larger step size, to keep it quick.
+    overrides = {"epochs": 2, "train_batch_size": 64, "learning_rate": 0.01}
+    first = run_once("narm", name, 0, tmp_path / "a", overrides, data_root=root)
+    second = run_once("narm", name, 0, tmp_path / "b", overrides, data_root=root)
+    assert first.metrics == second.metrics
+    np.testing.assert_array_equal(first.ranks["test_full"], second.ranks["test_full"])
+
+    pop = run_once("pop", name, 0, tmp_path / "pop", data_root=root).metrics["test"]["full"]
+    ours = first.metrics["test"]["full"]
+    assert first.epochs_trained == 2 and first.num_test_cases == len(first.ranks["test_full"])
+    for metric in ("recall@20", "mrr@20", "ndcg@10"):
+        assert ours[metric] > 2 * pop[metric], (metric, ours[metric], pop[metric])
