@@ -14,6 +14,8 @@ and logQ correction (the option that makes large catalogues cheap).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,9 +53,14 @@ def full_softmax_loss(output: torch.Tensor, targets: torch.Tensor, item_weight: 
 class PopularitySampledSoftmax:
     """Sampled softmax: the target against ``n`` negatives drawn with replacement
     ∝ count^alpha, one draw shared by the whole batch (one matrix product, as in
-    GRU4Rec's extra samples). Every logit is corrected by ``- log q(item)`` (logQ
-    correction, Bengio & Senecal 2008; Yi et al. 2019), so the loss estimates the
-    full softmax; a negative that equals a row's target is removed for that row.
+    GRU4Rec's extra samples).
+
+    logQ correction (importance sampling, Bengio & Senecal 2008): a negative's logit is
+    lowered by ``log(n q_j)`` and a negative that equals the row's target is dropped, so
+    that the negatives' ``sum exp(o_j - log(n q_j))`` is an unbiased estimate of
+    ``sum_{j != target} exp(o_j)``: the softmax over the target and the corrected
+    negatives estimates the full softmax. The target keeps its own logit: it is not
+    drawn from q (correcting it too would give rare targets almost no gradient).
     """
 
     def __init__(self, counts: torch.Tensor, n_negatives: int, alpha: float):
@@ -63,8 +70,7 @@ class PopularitySampledSoftmax:
             raise ValueError("no training items to sample negatives from")
         self.n_negatives = int(n_negatives)
         self.probs = (weights / weights.sum()).float()
-        # an item never sampled (count 0) is never a negative; as a target it gets q of the rarest item
-        self.log_q = torch.log(torch.where(self.probs > 0, self.probs, self.probs[self.probs > 0].min()))
+        self.log_q = torch.log(self.probs)  # -inf for items never drawn (never used)
 
     def sample(self, device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.multinomial(self.probs.to(device), self.n_negatives, replacement=True)
@@ -72,11 +78,11 @@ class PopularitySampledSoftmax:
     def loss(self, output: torch.Tensor, targets: torch.Tensor, item_weight: torch.Tensor,
              negatives: torch.Tensor | None = None) -> torch.Tensor:
         """Mean sampled-softmax loss of ``output`` [N, d] for ``targets`` [N]; ``negatives`` [n] drawn if None."""
-        log_q = self.log_q.to(output.device)
         if negatives is None:
             negatives = self.sample(output.device)
-        positive = (output * item_weight[targets]).sum(-1) - log_q[targets]
-        negative = output @ item_weight[negatives].t() - log_q[negatives]
+        positive = (output * item_weight[targets]).sum(-1)
+        correction = self.log_q.to(output.device)[negatives] + math.log(len(negatives))
+        negative = output @ item_weight[negatives].t() - correction
         negative = negative.masked_fill(targets.view(-1, 1) == negatives.view(1, -1), -torch.inf)
         logits = torch.cat([positive.view(-1, 1), negative], dim=1)
         return F.cross_entropy(logits, torch.zeros_like(targets))

@@ -171,10 +171,9 @@ def test_sampled_softmax_matches_a_direct_computation_with_logq_and_accidental_h
     targets, negatives = torch.tensor([1, 2, 4]), torch.tensor([1, 3, 3, 5])
     loss = sampler.loss(out, targets, weight, negatives)
     expected = 0.0
-    log_q = torch.log(torch.where(q > 0, q, q[q > 0].min()))
     for row, target in enumerate(targets.tolist()):
-        logits = [out[row] @ weight[target] - log_q[target]]
-        logits += [out[row] @ weight[j] - log_q[j] for j in negatives.tolist() if j != target]
+        logits = [out[row] @ weight[target]]  # the target is not drawn from q: no correction
+        logits += [out[row] @ weight[j] - torch.log(4 * q[j]) for j in negatives.tolist() if j != target]
         expected += -torch.log_softmax(torch.stack(logits), 0)[0]
     torch.testing.assert_close(loss, expected / 3)
     drawn = torch.bincount(PopularitySampledSoftmax(counts, 60_000, alpha=0.5).sample(), minlength=6)
