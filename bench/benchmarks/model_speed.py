@@ -1,0 +1,363 @@
+"""Training speed of our NARM, SASRec and GRU4Rec against RecBole's same-name models.
+
+Each pair (``narm`` / ``recbole:NARM``, ``sasrec`` / ``recbole:SASRec``, ``gru4rec`` /
+``recbole:GRU4Rec``) runs on MovieLens-100k (leave-one-out, converted from RecBole's
+embedded copy) through :func:`bench.runner.run_once`: the same cases, the one
+evaluator, early stopping on the validation **NDCG@10 (full ranking)**, the best
+epoch's model tested once. Both models of a pair get the same embedding size,
+hidden size and batch size, set explicitly (:data:`PAIRS`).
+
+RecBole trains on every padded prefix of every sequence (~97k rows on ml100k, one
+loss term per row); ours train on whole sequences with a loss at every position
+(GRU4Rec: session-parallel mini-batches). RecBole's models are slow here, so they
+get a fixed budget of ``--recbole-epochs`` epochs, and the comparison is
+*time to reach the same validation score*: for each pair, the seconds our model
+needed to first reach RecBole's best validation NDCG@10 of its budget, against the
+seconds RecBole needed to reach it. Times are cumulative training plus validation
+seconds from the per-epoch curve (``RunResult.curve``), i.e. the wall time of the
+fit up to that epoch's validation.
+
+    python -m bench.benchmarks.model_speed [--recbole-epochs 3] [--threads auto]
+        [--models narm,sasrec,gru4rec] [--out reports/model_speed.md]
+
+Writes the markdown table (after every pair, so a cut-off run keeps what it has)
+to ``--out`` with the command, commit, machine load and per-epoch curves.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import bench  # noqa: F401  (compat shims before recbole)
+from bench.runner import RunResult, run_once
+
+REPO = Path(__file__).resolve().parents[2]
+VALID_METRIC = "ndcg@10"  # leave-one-out: the SASRec paper's metric, here on full ranking
+
+
+@dataclass
+class Pair:
+    """One model, ours against RecBole's. ``ours``: (label, overrides) rows; the first
+    has RecBole's loss where ours offers it, the others are our paper defaults."""
+
+    model: str
+    recbole: str
+    sizes: str  # what the pair shares, in words, for the report
+    recbole_overrides: dict
+    ours: list[tuple[str, dict]] = field(default_factory=list)
+    ours_max_epochs: int = 50  # keeps the whole benchmark within an hour on 2 shared cores
+
+
+PAIRS = [
+    Pair("narm", "recbole:NARM", "embedding 50, hidden 100, batch 512 (NARM paper)",
+         {"embedding_size": 50, "hidden_size": 100, "n_layers": 1, "train_batch_size": 512},
+         [("ours", {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512})], ours_max_epochs=40),
+    # RecBole's SASRec made the paper's architecture: d = 50, 1 head, 2 blocks, an FFN of
+    # width d with ReLU, dropout 0.2; its loss stays its default CE, and ours runs with
+    # CE too (first row) and with the paper's BCE (second row).
+    Pair("sasrec", "recbole:SASRec", "hidden 50 (= embedding), 2 blocks, 1 head, FFN 50, dropout 0.2, batch 128",
+         {"hidden_size": 50, "inner_size": 50, "n_layers": 2, "n_heads": 1, "hidden_dropout_prob": 0.2,
+          "attn_dropout_prob": 0.2, "hidden_act": "relu", "train_batch_size": 128},
+         [("ours (CE)", {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "dropout_prob": 0.2,
+                         "train_batch_size": 128, "loss_type": "CE"}),
+          ("ours (BCE, paper)", {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "dropout_prob": 0.2,
+                                 "train_batch_size": 128, "loss_type": "BCE"})], ours_max_epochs=50),
+    # Ours: constrained embedding (input embedding = output item embedding), so
+    # embedding = hidden; RecBole's gets both at 128. Losses and optimisers stay each
+    # implementation's own: ours BPR-max + 2048 popularity negatives, Adagrad-momentum
+    # (the official GRU4Rec settings); RecBole's full-softmax CE with Adam.
+    Pair("gru4rec", "recbole:GRU4Rec", "embedding 128, one GRU layer of 128, batch 128",
+         {"embedding_size": 128, "hidden_size": 128, "num_layers": 1, "train_batch_size": 128},
+         [("ours", {"layers": [128], "constrained_embedding": True, "train_batch_size": 128})], ours_max_epochs=25),
+]
+
+
+@dataclass
+class Row:
+    model: str
+    implementation: str
+    result: RunResult
+    wall_seconds: float
+
+
+# -- curves -------------------------------------------------------------------------
+def cumulative_seconds(result: RunResult) -> list[float]:
+    """Fit wall time up to each epoch's validation: training + validation seconds."""
+    per_epoch = [c["train_seconds"] + c.get("valid_seconds", 0.0) for c in result.curve]
+    return list(np.cumsum(per_epoch))
+
+
+def valid_scores(result: RunResult) -> list[float]:
+    return [c.get("valid", {}).get(VALID_METRIC, float("nan")) for c in result.curve]
+
+
+def best_valid(result: RunResult) -> float:
+    return float(np.nanmax(valid_scores(result)))
+
+
+def seconds_to_reach(result: RunResult, target: float) -> float | None:
+    """Seconds until the first epoch whose validation score is >= ``target``; None if never."""
+    for score, seconds in zip(valid_scores(result), cumulative_seconds(result)):
+        if score >= target:
+            return float(seconds)
+    return None
+
+
+# -- environment --------------------------------------------------------------------
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=all", "--", "bench", "custom_models")
+    return git("rev-parse", "HEAD") + (" (with uncommitted changes in bench/ or custom_models/)" if dirty else "")
+
+
+def file_digests(paths: list[Path]) -> list[str]:
+    return [f"`{p.relative_to(REPO)}` sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:16]}"
+            for p in paths if p.is_file()]
+
+
+# -- one run ------------------------------------------------------------------------
+def run(model: str, overrides: dict, args, workdir: Path) -> tuple[RunResult, float]:
+    start = time.perf_counter()
+    result = run_once(model, args.name, args.seed, workdir, overrides, data_root=args.data_root)
+    return result, time.perf_counter() - start
+
+
+def progress(label: str, result: RunResult, wall: float) -> None:
+    print(f"  {label}: {result.epochs_trained} epochs, {result.seconds_per_epoch:.1f} s/epoch, "
+          f"best epoch {result.best_epoch}, best valid {VALID_METRIC} {best_valid(result):.4f}, "
+          f"test ndcg@10 {result.metrics['test']['full']['ndcg@10']:.4f}, run {wall:.0f} s", flush=True)
+
+
+# -- report -------------------------------------------------------------------------
+def fmt(x: float | None, digits: int = 1) -> str:
+    return "not reached" if x is None else f"{x:.{digits}f}"
+
+
+def epochs_cell(res: RunResult) -> str:
+    capped = res.epochs_trained >= int(res.config.get("epochs", 0)) and r_is_ours(res)
+    return f"{res.best_epoch + 1} ({res.epochs_trained}{', cap' if capped else ''})"
+
+
+def r_is_ours(res: RunResult) -> bool:
+    return not str(res.config.get("model", "")) in {"NARM", "SASRec", "GRU4Rec"}
+
+
+def table(rows: list[Row]) -> str:
+    from tabulate import tabulate
+
+    headers = ["model", "implementation", "s/epoch", "epochs to best (of trained)", "total train s",
+               "valid NDCG@10 (best)", "s to reach RecBole's best valid", "speed-up",
+               "test Recall@10 (full)", "test NDCG@10 (full)", "test HR@10 (100 neg.)", "test NDCG@10 (100 neg.)"]
+    body = []
+    for model in dict.fromkeys(r.model for r in rows):
+        group = [r for r in rows if r.model == model]
+        reference = next((r for r in group if r.implementation == "RecBole"), None)
+        target = best_valid(reference.result) if reference else None
+        ref_seconds = seconds_to_reach(reference.result, target) if reference else None
+        for r in group:
+            res = r.result
+            reach = seconds_to_reach(res, target) if target is not None else None
+            speedup = "—" if reach is None or ref_seconds is None or r is reference else f"{ref_seconds / reach:.1f}x"
+            full, sampled = res.metrics["test"]["full"], res.metrics["test"]["sampled"]
+            body.append([model, r.implementation, fmt(res.seconds_per_epoch), epochs_cell(res),
+                         fmt(res.train_seconds), f"{best_valid(res):.4f}", fmt(reach), speedup,
+                         f"{full['recall@10']:.4f}", f"{full['ndcg@10']:.4f}",
+                         f"{sampled['recall@10']:.4f}", f"{sampled['ndcg@10']:.4f}"])
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def paired_notes(rows: list[Row]) -> list[str]:
+    """Per pair: our test NDCG@10 minus RecBole's, with a paired Wilcoxon test over the 943 users."""
+    from scipy.stats import wilcoxon
+
+    def ndcg10(ranks: np.ndarray) -> np.ndarray:
+        return np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+    notes = []
+    for model in dict.fromkeys(r.model for r in rows):
+        group = [r for r in rows if r.model == model]
+        reference = next((r for r in group if r.implementation == "RecBole"), None)
+        if reference is None:
+            continue
+        for r in group:
+            if r is reference:
+                continue
+            parts = []
+            for protocol in ("full", "sampled"):
+                ours, theirs = ndcg10(r.result.ranks[f"test_{protocol}"]), ndcg10(reference.result.ranks[f"test_{protocol}"])
+                diff = ours - theirs
+                p = wilcoxon(ours, theirs).pvalue if np.any(diff != 0) else 1.0
+                parts.append(f"{protocol}: {diff.mean():+.4f} (p = {p:.3g})")
+            total = r.result.train_seconds
+            notes.append(f"- {model}, {r.implementation} − RecBole, test NDCG@10 per user, paired Wilcoxon: "
+                         + "; ".join(parts)
+                         + f". Total training time: {total:.0f} s vs RecBole's {reference.result.train_seconds:.0f} s "
+                           f"for its {reference.result.epochs_trained}-epoch budget "
+                           f"({reference.result.train_seconds / total:.1f}x).")
+    return notes
+
+
+def curves(rows: list[Row]) -> list[str]:
+    out = []
+    for r in rows:
+        points = ", ".join(f"{s:.4f}@{t:.0f}s" for s, t in zip(valid_scores(r.result), cumulative_seconds(r.result)))
+        out.append(f"- {r.model} {r.implementation}: {points}")
+    return out
+
+
+def write_report(path: Path, rows: list[Row], meta: dict, finished: bool) -> str:
+    lines = [
+        "# Training speed: our NARM, SASRec, GRU4Rec vs RecBole's (MovieLens-100k)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Commit: `{meta['commit']}`  ",
+        f"Model files: {'; '.join(meta['digests'])}  ",
+        f"Machine: {meta['machine']}, torch {torch.__version__}, {meta['threads']} torch thread(s)  ",
+        f"Load at start: `{meta['uptime_start']}`  ",
+        f"Load at end: `{uptime() if finished else '(run still in progress)'}`  ",
+        f"Total wall time: {time.perf_counter() - meta['t0']:.0f} s" + ("" if finished else " so far (partial report)"),
+        "",
+        f"Dataset `{meta['name']}`: RecBole's embedded MovieLens-100k converted with "
+        "`bench.convert.convert('movielens', recbole_ml100k_path(), ...)`, leave-one-out (943 users; "
+        "validation = second-last item, test = last item, history truncated to the 50 most recent). "
+        f"One seed ({meta['seed']}). Early stopping on validation NDCG@10 (full ranking) for both; "
+        "ours: at most " + ", ".join(f"{k} {v}" for k, v in meta["ours_epochs"].items())
+        + f" epochs, stopping after {meta['stopping_step']} epochs without "
+        f"improvement; RecBole: a fixed budget of {meta['recbole_epochs']} epochs (best of them kept).",
+        "",
+        table(rows),
+        "",
+        "Columns: *s/epoch* training seconds per epoch (no validation); *epochs to best* the epoch of the "
+        "best validation score, and how many were trained; *total train s* the whole fit (every epoch's "
+        "training and validation, until early stopping or the budget); *s to reach RecBole's best valid* "
+        "cumulative training + validation seconds until the first epoch whose validation NDCG@10 is at "
+        "least RecBole's best within its budget (RecBole's own row: until its best epoch); *speed-up* "
+        "RecBole's seconds to its best / ours to the same score. Test metrics: the best-validation epoch's "
+        "model, full ranking over all items (Recall@10, NDCG@10) and the SASRec paper's 100 fixed sampled "
+        "negatives (HR@10, NDCG@10). Ties: mean of optimistic and pessimistic rank.",
+        "",
+        "Pairs (set explicitly on both sides):",
+        *[f"- {p.model}: {p.sizes}." for p in PAIRS if p.model in meta["models"]],
+        "",
+        "Paired differences:",
+        *paired_notes(rows),
+        "",
+        "Validation NDCG@10 per epoch @ cumulative seconds:",
+        *curves(rows),
+        "",
+    ]
+    text = "\n".join(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="dataset_atomic")
+    parser.add_argument("--name", default="ml100k", help="converted dataset name (not ml-100k: RecBole reserves it)")
+    parser.add_argument("--models", default="narm,sasrec,gru4rec")
+    parser.add_argument("--recbole-epochs", type=int, default=3, help="RecBole's fixed epoch budget")
+    parser.add_argument("--ours-epochs", type=int, default=None,
+                        help="most epochs for ours (default: per model, Pair.ours_max_epochs; early stopping ends sooner)")
+    parser.add_argument("--deadline-minutes", type=float, default=50,
+                        help="after this, extra variants of ours are skipped (each pair's main rows always run)")
+    parser.add_argument("--stopping-step", type=int, default=10, help="ours: epochs without improvement before stopping")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", default="auto", help="torch threads; auto: 2 if the 1-minute load < 1, else 1")
+    parser.add_argument("--skip-recbole", action="store_true", help="ours only (a quick check)")
+    parser.add_argument("--out", default="reports/model_speed.md")
+    parser.add_argument("--curves-json", default=None, help="also dump every run's curve and metrics here")
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    start_load = uptime()
+    threads = (2 if os.getloadavg()[0] < 1.0 else 1) if args.threads == "auto" else int(args.threads)
+    torch.set_num_threads(threads)
+    if not (Path(args.data_root) / args.name / "manifest.json").is_file():
+        from bench.convert import convert, recbole_ml100k_path
+
+        convert("movielens", recbole_ml100k_path(), args.name, args.data_root)
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    pairs = [p for p in PAIRS if p.model in models]
+    meta = {
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "bench.benchmarks.model_speed",
+                                                       *(sys.argv[1:] if argv is None else argv)]),
+        "commit": commit(),
+        "digests": file_digests([REPO / "custom_models" / f"{p.model}.py" for p in pairs]
+                                + ([REPO / "custom_models" / "per_position.py", REPO / "custom_models" / "gru4rec_trainer.py"])),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "threads": threads, "uptime_start": start_load, "t0": t0, "name": args.name, "seed": args.seed,
+        "ours_epochs": {p.model: min(p.ours_max_epochs, args.ours_epochs or p.ours_max_epochs) for p in pairs},
+        "stopping_step": args.stopping_step,
+        "recbole_epochs": args.recbole_epochs, "models": models,
+    }
+    print(f"start: {start_load}; torch threads {threads}", flush=True)
+    common = {"valid_metric": VALID_METRIC.upper(), "show_progress": False}
+    # Each pair's first row of ours and RecBole's first; other variants of ours after
+    # every pair, while the deadline allows.
+    plan = []
+    for pair in pairs:
+        plan.append((pair, pair.ours[0]))
+        if not args.skip_recbole:
+            plan.append((pair, None))
+    plan += [(pair, variant) for pair in pairs for variant in pair.ours[1:]]
+    rows: list[Row] = []
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="model-speed-") as tmp:
+        for i, (pair, variant) in enumerate(plan):
+            essential = variant is None or variant is pair.ours[0]
+            if not essential and time.perf_counter() - t0 > 60 * args.deadline_minutes:
+                print(f"{pair.model} {variant[0]}: skipped, past the {args.deadline_minutes}-minute deadline", flush=True)
+                continue
+            if variant is None:
+                label, name = "RecBole", pair.recbole
+                # the budget is short of convergence: no early stop inside it
+                settings = {**common, **pair.recbole_overrides, "epochs": args.recbole_epochs,
+                            "stopping_step": args.recbole_epochs}
+            else:
+                label, name = variant[0], pair.model
+                settings = {**common, **variant[1], "stopping_step": args.stopping_step,
+                            "epochs": min(pair.ours_max_epochs, args.ours_epochs or pair.ours_max_epochs)}
+            print(f"{pair.model} {label} ({pair.sizes}) ...", flush=True)
+            result, wall = run(name, settings, args, Path(tmp) / f"run-{i}")
+            progress(label, result, wall)
+            rows.append(Row(pair.model, label, result, wall))
+            write_report(out, rows, meta, finished=False)
+    text = write_report(out, rows, meta, finished=True)
+    if args.curves_json:
+        Path(args.curves_json).write_text(json.dumps(
+            [{"model": r.model, "implementation": r.implementation, "curve": r.result.curve,
+              "metrics": r.result.metrics, "best_epoch": r.result.best_epoch,
+              "train_seconds": r.result.train_seconds, "config": r.result.config} for r in rows], indent=1, default=str))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
