@@ -26,7 +26,10 @@ paper's 512 prefixes.
 
 Deviations and choices the paper leaves open:
 
-* the GRU has biases (the paper's equations omit them; RecBole drops them);
+* the GRU has no biases, as in the paper's GRU equations (RecBole too). With biases
+  the hidden state carries a constant that lets the decoder learn item popularity
+  first; on a Diginetica slice that held validation Recall@20 at POP's level for 10
+  epochs, while the bias-free GRU reached 3x it;
 * weights are Xavier-normal initialised (the paper does not say);
 * item 0 is RecBole's padding and is never a softmax candidate;
 * ``loss_type: sampled`` (not in the paper) replaces the full softmax by
@@ -115,7 +118,7 @@ class BenchNARM(SequentialRecommender):
 
         self.item_embedding = nn.Embedding(self.n_items, embedding_size, padding_idx=0)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True)
+        self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True, bias=False)  # the paper's equations
         self.A1 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_t (the query)
         self.A2 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_j
         self.v = nn.Linear(hidden_size, 1, bias=False)

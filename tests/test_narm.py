@@ -109,6 +109,16 @@ def test_last_representation_is_the_per_position_output_at_the_end():
     torch.testing.assert_close(last, per_position[torch.arange(4), lengths - 1], rtol=0, atol=1e-5)
 
 
+def test_predict_is_the_full_sort_score_of_the_row_item():
+    model = tiny_narm()
+    seq, lengths = random_rows([3, 12, 6], 12)
+    batch = Interaction({"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([4, 0, 29])})
+    with torch.no_grad():
+        full = model.full_sort_predict(batch)
+        assert full.shape == (3, N_ITEMS)
+        torch.testing.assert_close(model.predict(batch), full[torch.arange(3), batch["item_id"]])
+
+
 @pytest.fixture(scope="module")
 def digi_splits(diginetica_slice):
     root, name = diginetica_slice

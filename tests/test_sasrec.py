@@ -83,6 +83,16 @@ def test_the_last_item_has_the_papers_last_position():
     torch.testing.assert_close(out, expected)
 
 
+def test_predict_is_the_full_sort_score_of_the_row_item():
+    model = tiny_sasrec()
+    seq, lengths = random_rows([3, 12, 6], 12)
+    targets = torch.tensor([4, 0, 29])
+    with torch.no_grad():
+        full = model.full_sort_predict(rows(seq, lengths))
+        assert full.shape == (3, N_ITEMS)
+        torch.testing.assert_close(model.predict(rows(seq, lengths, targets)), full[torch.arange(3), targets])
+
+
 def per_position_reference(model, seq, lengths, targets):
     """(representation, target) of every real position, by plain loops."""
     out = model(seq, lengths)
