@@ -30,7 +30,7 @@ METRICS = ("recall", "mrr", "ndcg")
 DEFAULT_KS = (10, 20)
 
 
-def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
     """Rank (float, tie rule above) of ``targets[b]`` among the columns of ``scores[b]``.
 
     With ``S = sum_i sign(score_i - score_target)`` = #higher - #lower over the ``n``
@@ -44,7 +44,10 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         finite = torch.finfo(scores.dtype)
         scores = scores.clamp(finite.min, finite.max)
         target_scores = target_scores.clamp(finite.min, finite.max)
-    signs = scores - target_scores
+    # ``buffer`` (reused across batches) spares a fresh allocation, and its page faults, per batch.
+    if buffer is None or buffer.numel() < scores.numel():
+        buffer = torch.empty(scores.numel(), dtype=scores.dtype, device=scores.device)
+    signs = torch.sub(scores, target_scores, out=buffer[: scores.numel()].view(scores.shape))
     signs.sign_()
     return (scores.shape[1] + 1 + signs.sum(dim=1, dtype=torch.float64)) / 2.0
 
@@ -101,6 +104,7 @@ def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "di
     model.eval()
     out: dict[str, list[np.ndarray]] = {p: [] for p in cases.protocols}
     negatives = None if cases.negatives is None else cases.negatives.to(device)
+    buffer = None
     try:
         for batch in cases.batches():
             batch = batch.to(device)
@@ -112,7 +116,9 @@ def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "di
             # A row sum is NaN if any score is (cheap); confirm before failing (inf - inf).
             if torch.isnan(scores.sum(dim=1)).any() and torch.isnan(scores).any():
                 raise ScoreError(f"{type(model).__name__} produced NaN scores")
-            full = target_ranks(scores[:, 1:], targets - 1)
+            if buffer is None or buffer.numel() < scores.numel():
+                buffer = torch.empty(scores.numel(), dtype=scores.dtype, device=scores.device)
+            full = target_ranks(scores[:, 1:], targets - 1, buffer)
             out["full"].append(full.cpu().numpy())
             if negatives is not None:
                 candidates = torch.cat([targets.view(-1, 1), negatives[batch[user_field].long()]], dim=1)
