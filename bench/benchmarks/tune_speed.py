@@ -10,6 +10,9 @@ For each ``--parallel`` value it prints:
   plots included) and of its trials alone (first ask to last tell);
 * the ratio of throughputs against the first ``--parallel`` value (goal: >= 1.6x
   for 2 against 1 on 2 cores);
+* the median objective seconds of a trial (parameters differ, so trials do too) and
+  "busy": the objectives' total seconds over ``parallel`` x the trials' seconds,
+  the share of the workers' time spent training;
 * Ray's overhead per trial: the driver's submit-to-result seconds minus the Ray
   task's own seconds, and minus the objective's seconds (the task's extra time is
   opening the storage and the heartbeat), as a median over the trials and for the
@@ -45,6 +48,7 @@ def run_job(model: str, dataset: str, data_root: Path, trials: int, parallel: in
     return {"parallel": parallel, "trials": finished, "wall": wall, "per_hour": finished / wall * 3600,
             "phase": phase, "phase_per_hour": finished / phase * 3600,
             "objective": statistics.median(result.worker_seconds.values()),
+            "busy": sum(result.worker_seconds.values()) / (parallel * phase),
             "ray_median": statistics.median(ray_overhead), "ray_first": ray_overhead[0],
             "task_extra": statistics.median(task_extra)}
 
@@ -70,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     print("job: the whole tune() call (Ray start, report and plots included); "
           "trials: first trial asked to last trial told")
     print(f"{'parallel':>8} {'job s':>6} {'trials/h':>9} {'ratio':>6} {'trials s':>9} {'trials/h':>9} {'ratio':>6} "
-          f"{'objective s':>12} {'Ray overhead s median/first':>28} {'task extra s':>13}")
+          f"{'objective s':>12} {'busy':>5} {'Ray overhead s median/first':>28} {'task extra s':>13}")
     for r in rows:
         print(f"{r['parallel']:>8} {r['wall']:6.1f} {r['per_hour']:9.0f} {r['per_hour'] / base:6.2f} "
               f"{r['phase']:9.1f} {r['phase_per_hour']:9.0f} {r['phase_per_hour'] / base_phase:6.2f} "
-              f"{r['objective']:12.1f} {r['ray_median']:19.2f} / {r['ray_first']:5.2f} {r['task_extra']:13.2f}")
+              f"{r['objective']:12.1f} {r['busy']:5.0%} {r['ray_median']:19.2f} / {r['ray_first']:5.2f} "
+              f"{r['task_extra']:13.2f}")
     return 0
 
 
