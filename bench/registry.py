@@ -48,7 +48,7 @@ def resolve_model(name: str) -> ModelSpec:
 
         try:
             cls = reference_class(name[len(RECBOLE_PREFIX):])  # adapter for our protocols, or RecBole's own
-        except ValueError:
+        except (ValueError, ImportError):  # RecBole tries optional model modules (lightgbm, ...)
             raise InputError(f"unknown RecBole model {name!r}") from None
         return ModelSpec(name, cls, reference_config_files(cls.__name__), False)
     raise InputError(f"unknown model {name!r}; known: {', '.join(known_models())}")
