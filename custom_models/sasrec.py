@@ -17,8 +17,9 @@ Loss (``loss_type``):
   with one negative per position, averaged over all real positions of the batch.
   The negative is drawn uniformly from all items and redrawn while it equals that
   position's target. (The paper and the authors' code draw it from the items the
-  user never interacted with; we only exclude the target, which differs on a
-  1/n_items fraction of draws and needs no per-user item sets.)
+  user never interacted with; we exclude only the target, which changes the draws
+  that hit one of the user's other items, |S_u| / n_items of them, and needs no
+  per-user item sets.)
 * ``CE``: full softmax over all items at every position (Klenitskiy & Vasilev,
   RecSys 2023, "Turning dross into gold loss: is BERT4Rec really better than SASRec?").
 * ``sampled``: softmax over ``n_negatives`` popularity negatives with logQ correction
@@ -37,14 +38,15 @@ where the paper is silent):
 * item embeddings are scaled by ``sqrt(d)`` before the position embedding is added
   (authors' code); a final LayerNorm follows the last block (authors' code);
 * dropout (``dropout_prob``, 0.2; the paper uses 0.2 on MovieLens-1M and 0.5 on the
-  sparse Amazon sets) on the embedding sum, the attention weights, inside the FFN
+  sparser Beauty, Games and Steam) on the embedding sum, the attention weights, inside the FFN
   and on each block's output;
 * the residual adds the block input ``x`` as in the paper's equation; the authors'
   code adds the LayerNorm-ed input and normalises the queries but not the keys;
 * weights are Xavier-normal initialised; no L2 on embeddings (authors' default 0);
 * Adam uses RecBole's betas (0.9, 0.999), not the authors' (0.9, 0.98);
-* train on whole sequences with a loss at every position (``train_on = "sequences"``),
-  as the paper does; with RecBole's prefix rows it would be the last position only.
+* it trains on whole sequences with a loss at every position (``train_on =
+  "sequences"``), as the paper does; on RecBole's prefix rows every position would
+  be counted again in each longer prefix.
 """
 from __future__ import annotations
 

@@ -42,8 +42,8 @@ def row(label: str, overrides: dict, result: RunResult) -> str:
              f"{result.seconds_per_epoch:.2f}", f"{result.best_epoch} / {result.epochs_trained}",
              f"{result.train_seconds:.0f}", f"{result.eval_seconds:.2f}",
              *(f"{test['full'][k]:.4f}" for k in COLUMNS)]
-    if "sampled" in test:
-        cells += [f"{test['sampled']['recall@10']:.4f}", f"{test['sampled']['ndcg@10']:.4f}"]
+    sampled = test.get("sampled")
+    cells += [f"{sampled['recall@10']:.4f}", f"{sampled['ndcg@10']:.4f}"] if sampled else ["–", "–"]
     return "| " + " | ".join(cells) + " |"
 
 
