@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--name", default="diginetica")
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=4096)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not (Path(args.data_root) / args.name / "manifest.json").is_file():
