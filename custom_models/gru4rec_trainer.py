@@ -52,7 +52,10 @@ def sessions_from_rows(dataset) -> tuple[np.ndarray, np.ndarray]:
     return items, np.r_[0, np.cumsum(sizes)]
 
 
-def session_parallel(offsets: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+Step = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]  # (positions, reset, keep)
+
+
+def session_parallel(offsets: np.ndarray, batch_size: int) -> Iterator[Step]:
     """Session-parallel mini-batches: yields ``(positions, reset, keep)`` per step.
 
     Lane ``k`` reads the event at ``positions[k]`` and predicts the one at
