@@ -295,8 +295,8 @@ class BenchGRU4Rec(SequentialRecommender):
         return torch.stack(outputs, dim=1)[unsort], H[-1][unsort]
 
     def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        scores = linear(hidden, self.out_weight, self.out_bias)
-        return scores.masked_fill(~self.known_items, -torch.inf)
+        # -inf for unknown items through the bias: one pass over [n_items], not [B, n_items]
+        return linear(hidden, self.out_weight, self.out_bias.masked_fill(~self.known_items, -torch.inf))
 
     def calculate_loss(self, interaction) -> torch.Tensor:
         """Mean full-softmax cross-entropy over every real position of whole-sequence rows."""

@@ -103,6 +103,19 @@ def test_a_new_session_starts_from_a_zero_state(slice_setup):
                 assert torch.equal(state_in[k], previous), (t, k)
 
 
+def test_items_outside_the_training_sessions_score_minus_inf(slice_setup):
+    _, splits, model, trainer = slice_setup
+    known = model.known_items.clone()
+    try:
+        trainer.train_sessions(*flat(SESSIONS))
+        with torch.no_grad():
+            scores = model.full_sort_predict(splits.test.inter_feat[:5])
+    finally:
+        model.known_items.copy_(known)
+    assert torch.isfinite(scores[:, 1:16]).all()
+    assert torch.isneginf(scores[:, 16:]).all() and torch.isneginf(scores[:, 0]).all()
+
+
 def test_sessions_are_rebuilt_from_whole_sequence_rows(tmp_path):
     """Real Diginetica sessions, converted with max_len 5 so that long sessions come as
     several rows: stitched back, they are the published sessions, in order."""
