@@ -43,7 +43,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bench.compat  # noqa: F401
-from custom_models.per_position import make_softmax_loss, position_targets
+from custom_models.per_position import init_weights, make_softmax_loss, position_targets
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
@@ -126,11 +126,7 @@ class BenchNARM(SequentialRecommender):
         self.B = nn.Linear(2 * hidden_size, embedding_size, bias=False)
         self.softmax_loss = make_softmax_loss(config, dataset, self.n_items)
 
-        for param in self.parameters():
-            if param.dim() > 1:
-                nn.init.xavier_normal_(param)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        init_weights(self, self.item_embedding)
 
     # -- encoder ------------------------------------------------------------------
     def _hidden_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:

@@ -97,3 +97,12 @@ def make_softmax_loss(config, dataset, n_items: int):
                                            config["n_negatives"], config["sample_alpha"])
         return sampler.loss
     raise ValueError(f"loss_type must be CE or sampled, not {config['loss_type']!r}")
+
+
+def init_weights(model: torch.nn.Module, item_embedding: torch.nn.Embedding) -> None:
+    """Xavier-normal for every matrix, and a zero padding row (item 0) in the item embedding."""
+    for param in model.parameters():
+        if param.dim() > 1:
+            torch.nn.init.xavier_normal_(param)
+    with torch.no_grad():
+        item_embedding.weight[0].zero_()

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench.compat  # noqa: F401
-from custom_models.per_position import make_softmax_loss, position_targets
+from custom_models.per_position import init_weights, make_softmax_loss, position_targets
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
@@ -115,11 +115,7 @@ class BenchSASRec(SequentialRecommender):
         if self.n_items < 3 and self.loss_type == "BCE":
             raise ValueError("BCE needs at least two items to draw a negative different from the target")
 
-        for param in self.parameters():
-            if param.dim() > 1:
-                nn.init.xavier_normal_(param)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        init_weights(self, self.item_embedding)
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """``F_t`` after every position: [B, L, d]. Positions ``>= item_seq_len`` are 0."""
