@@ -8,7 +8,8 @@ A model class may declare:
 
 * ``trainable = False``: nothing to fit beyond its constructor (POP, S-POP, kNN);
 * ``train_on = "sequences"``: it trains on whole sequences with a loss at every
-  position, so it gets one row per sequence instead of every prefix;
+  position, so it gets one row per sequence instead of every prefix, in batches of
+  ``train_batch_size`` targets or sequences (``batch_unit``, :mod:`bench.batching`);
 * ``trainer_class``: a :class:`bench.training.HarnessTrainer` subclass.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 import bench.compat  # noqa: F401
+from bench.batching import BATCH_UNITS, TargetBatchLoader
 from bench.data import DEFAULT_DATA_ROOT, Splits, load_splits, make_config, whole_sequence_rows
 from bench.evaluator import metrics_for, rank_cases
 from bench.registry import ModelSpec, resolve_model
@@ -87,10 +89,16 @@ def train_loader(spec: ModelSpec, config, splits: Splits):
     from recbole.data.utils import create_samplers, get_dataloader
 
     train = splits.train
+    loader_class = get_dataloader(config, "train")
     if getattr(spec.cls, "train_on", "prefixes") == "sequences":
         train = whole_sequence_rows(train)
+        unit = config["batch_unit"] or "sequences"
+        if unit not in BATCH_UNITS:
+            raise ValueError(f"batch_unit must be one of {', '.join(BATCH_UNITS)}, not {unit!r}")
+        if unit == "targets":
+            loader_class = TargetBatchLoader
     train_sampler, _, _ = create_samplers(config, splits.dataset, [train, splits.valid, splits.test])
-    return get_dataloader(config, "train")(config, train, train_sampler, shuffle=config["shuffle"])
+    return loader_class(config, train, train_sampler, shuffle=config["shuffle"])
 
 
 def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides: dict | None = None,

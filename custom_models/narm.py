@@ -21,8 +21,9 @@ sessions (``train_on = "sequences"``) with a loss at every position, and compute
 local attention for all positions at once with a causal mask. The GRU runs on packed
 sequences, the attention skips rows that have ended and the decoder sees real
 positions only, so padding costs little. The loss is the mean over all positions of
-the batch; a batch of 512 sessions therefore holds more prediction targets than the
-paper's 512 prefixes.
+the batch, and ``train_batch_size: 512`` counts targets (``batch_unit: targets``,
+:mod:`bench.batching`): a batch holds whole sessions with about 512 positions in all,
+the paper's 512 prefixes, and an epoch makes as many optimiser steps as the paper's.
 
 Deviations and choices the paper leaves open:
 

@@ -47,6 +47,9 @@ where the paper is silent):
 * it trains on whole sequences with a loss at every position (``train_on =
   "sequences"``), as the paper does; on RecBole's prefix rows every position would
   be counted again in each longer prefix.
+  ``train_batch_size: 128`` counts whole sequences as in the paper (``batch_unit:
+  sequences``); ``batch_unit: targets`` packs sequences into batches of about that
+  many positions (:mod:`bench.batching`), the unit RecBole's prefix rows use.
 """
 from __future__ import annotations
 

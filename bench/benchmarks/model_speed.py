@@ -5,7 +5,8 @@ Each pair (``narm`` / ``recbole:NARM``, ``sasrec`` / ``recbole:SASRec``, ``gru4r
 embedded copy) through :func:`bench.runner.run_once`: the same cases, the one
 evaluator, early stopping on the validation **NDCG@10 (full ranking)**, the best
 epoch's model tested once. Both models of a pair get the same embedding size,
-hidden size and batch size, set explicitly (:data:`PAIRS`).
+hidden size and batch size, set explicitly (:data:`PAIRS`); the batch size counts
+prediction targets on both sides (``batch_unit: targets``, :mod:`bench.batching`).
 
 RecBole trains on every padded prefix of every sequence (~97k rows on ml100k, one
 loss term per row); ours train on whole sequences with a loss at every position
@@ -62,24 +63,31 @@ class Pair:
 
 
 PAIRS = [
-    Pair("narm", "recbole:NARM", "embedding 50, hidden 100, batch 512 (NARM paper)",
+    # Batches count prediction targets on both sides: RecBole's rows are prefixes, one
+    # target each; ours are whole sequences packed to the same number of targets
+    # (batch_unit: targets, bench/batching.py), so both make the same optimiser steps.
+    Pair("narm", "recbole:NARM", "embedding 50, hidden 100, batch 512 targets (NARM paper)",
          {"embedding_size": 50, "hidden_size": 100, "n_layers": 1, "train_batch_size": 512},
-         [("ours", {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512})], ours_max_epochs=40),
+         [("ours", {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512, "batch_unit": "targets"})],
+         ours_max_epochs=40),
     # RecBole's SASRec made the paper's architecture: d = 50, 1 head, 2 blocks, an FFN of
     # width d with ReLU, dropout 0.2; its loss stays its default CE, and ours runs with
     # CE too (first row) and with the paper's BCE (second row).
-    Pair("sasrec", "recbole:SASRec", "hidden 50 (= embedding), 2 blocks, 1 head, FFN 50, dropout 0.2, batch 128",
+    Pair("sasrec", "recbole:SASRec", "hidden 50 (= embedding), 2 blocks, 1 head, FFN 50, dropout 0.2, "
+         "batch 128 targets",
          {"hidden_size": 50, "inner_size": 50, "n_layers": 2, "n_heads": 1, "hidden_dropout_prob": 0.2,
           "attn_dropout_prob": 0.2, "hidden_act": "relu", "train_batch_size": 128},
          [("ours (CE)", {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "dropout_prob": 0.2,
-                         "train_batch_size": 128, "loss_type": "CE"}),
+                         "train_batch_size": 128, "batch_unit": "targets", "loss_type": "CE"}),
           ("ours (BCE, paper)", {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "dropout_prob": 0.2,
-                                 "train_batch_size": 128, "loss_type": "BCE"})], ours_max_epochs=50),
+                                 "train_batch_size": 128, "batch_unit": "targets", "loss_type": "BCE"})],
+         ours_max_epochs=50),
     # Ours: constrained embedding (input embedding = output item embedding), so
     # embedding = hidden; RecBole's gets both at 128. Losses and optimisers stay each
     # implementation's own: ours BPR-max + 2048 popularity negatives, Adagrad-momentum
     # (the official GRU4Rec settings); RecBole's full-softmax CE with Adam.
-    Pair("gru4rec", "recbole:GRU4Rec", "embedding 128, one GRU layer of 128, batch 128",
+    Pair("gru4rec", "recbole:GRU4Rec", "embedding 128, one GRU layer of 128, batch 128 targets "
+         "(ours: 128 session-parallel lanes)",
          {"embedding_size": 128, "hidden_size": 128, "num_layers": 1, "train_batch_size": 128},
          [("ours", {"layers": [128], "constrained_embedding": True, "train_batch_size": 128})], ours_max_epochs=25),
 ]

@@ -1,0 +1,74 @@
+"""Training batches of whole sequences, sized by their prediction targets.
+
+A model that trains on whole sequences with a loss at every position
+(``train_on = "sequences"``) gets one row per sequence, and a row of a 40-item
+sequence holds 40 prediction targets. RecBole's models (and the NARM paper) train on
+one row per prefix: one target per row. So ``train_batch_size: 512`` means 512
+targets to them and, counted in sequences, ~40x more targets per step to us, with
+~40x fewer optimiser steps per epoch (measured on MovieLens-100k: 5 Adam steps per
+NARM epoch against RecBole's 190).
+
+``batch_unit`` says what ``train_batch_size`` counts:
+
+* ``targets`` (the harness default): rows are shuffled every epoch and cut into
+  batches of about ``train_batch_size`` targets: row ``r`` goes to batch
+  ``floor(targets before r / train_batch_size)``. A batch holds between
+  ``train_batch_size - max_len`` and ``train_batch_size + max_len`` targets, on average
+  exactly ``train_batch_size``, and an epoch has ``ceil(total targets /
+  train_batch_size)`` steps or one fewer, as RecBole's prefix rows give;
+* ``sequences`` (the SASRec paper's batch of 128 sequences): RecBole's own loader,
+  ``train_batch_size`` rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recbole.data.dataloader.general_dataloader import TrainDataLoader
+
+BATCH_UNITS = ("targets", "sequences")
+
+
+def target_batches(row_targets: np.ndarray, order: np.ndarray, budget: int) -> list[np.ndarray]:
+    """Rows in ``order``, cut where the running count of targets crosses a multiple of ``budget``."""
+    before = np.cumsum(row_targets[order]) - row_targets[order]  # targets ahead of each row
+    batch = before // budget
+    cuts = np.flatnonzero(np.diff(batch)) + 1
+    return np.split(order, cuts)
+
+
+class TargetBatchLoader(TrainDataLoader):
+    """RecBole's training loader with batches of about ``train_batch_size`` targets.
+
+    Each row of the dataset is a whole sequence; its targets are its item-list length
+    (one per position, the last one predicting the row's own target item). The plan
+    of an epoch is drawn when the epoch starts (or when ``len`` is first asked), from
+    the loader's seeded generator, so runs with the same seed see the same batches.
+    """
+
+    def __init__(self, config, dataset, sampler, shuffle=False):
+        super().__init__(config, dataset, sampler, shuffle=shuffle)
+        length_field = config["ITEM_LIST_LENGTH_FIELD"]
+        self.row_targets = dataset.inter_feat[length_field].numpy().astype(np.int64)
+        if len(self.row_targets) and self.row_targets.min() < 1:
+            raise ValueError("a training row without items: every whole-sequence row needs at least one target")
+        self.budget = max(1, int(config["train_batch_size"]))
+        self._plan: list[np.ndarray] | None = None
+
+    def _draw_plan(self) -> list[np.ndarray]:
+        n = len(self.row_targets)
+        if n == 0:
+            return []
+        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else np.arange(n)
+        return target_batches(self.row_targets, order, self.budget)
+
+    def __len__(self) -> int:
+        if self._plan is None:
+            self._plan = self._draw_plan()
+        return len(self._plan)
+
+    def __iter__(self):
+        plan = self._plan if self._plan is not None else self._draw_plan()
+        self._plan = None  # the next epoch draws its own
+        for rows in plan:
+            yield self.collate_fn(rows)
