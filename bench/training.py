@@ -7,7 +7,9 @@ checkpoint) with three changes:
   so validation (early stopping) and test use the same code for every model;
 * each epoch's training loss, seconds and validation metrics land in ``curve``;
 * subclasses change how an epoch trains by overriding ``train_epoch`` (GRU4Rec's
-  session-parallel mini-batches), not RecBole's private ``_train_epoch``.
+  session-parallel mini-batches), not RecBole's private ``_train_epoch``;
+* autograd's anomaly detection, which importing RecBole's sequential models switches
+  on (:mod:`bench.compat`), is switched off: every model trains at full speed.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-import bench.compat  # noqa: F401
+from bench.compat import disable_anomaly_detection
 from bench.evaluator import DEFAULT_KS, CaseSet, metrics_for, rank_cases
 from recbole.trainer import Trainer
 
@@ -34,6 +36,7 @@ def flat_metrics(metrics: "dict[str, dict[str, float]]") -> "OrderedDict[str, fl
 class HarnessTrainer(Trainer):
     def __init__(self, config, model, ks=DEFAULT_KS):
         super().__init__(config, model)
+        disable_anomaly_detection()  # RecBole's model imports switch it on for the whole process
         self.ks = tuple(ks)
         self.curve: list[dict] = []
         self.last_ranks: dict[str, np.ndarray] | None = None

@@ -61,3 +61,25 @@ def test_recbole_train_save_reload_evaluate_cycle(tmp_path, monkeypatch):
     again = trainer.evaluate(test, load_best_model=True)
     assert dict(best) == dict(again)
     assert 0.0 < best["recall@10"] <= 1.0
+
+
+def test_our_trainer_switches_off_the_anomaly_detection_recbole_switches_on(ml100k, tmp_path):
+    """Importing RecBole's sequential models runs ``sine.py``, which calls
+    ``torch.autograd.set_detect_anomaly(True)`` for the whole process (3-5x slower
+    backward passes); the harness's trainer switches it off before training."""
+    import recbole.model.sequential_recommender  # noqa: F401  (sine.py among them)
+
+    from bench.data import load_splits, make_config
+    from bench.registry import resolve_model
+    from bench.runner import build_model
+    from bench.training import HarnessTrainer
+
+    root, name = ml100k
+    torch.autograd.set_detect_anomaly(True)  # as RecBole's import leaves it, whatever ran before
+    try:
+        spec = resolve_model("recbole:NARM")
+        config = make_config(spec, name, {"device": "cpu", "use_gpu": False, "checkpoint_dir": str(tmp_path)}, root)
+        trainer = HarnessTrainer(config, build_model(spec, config, load_splits(config, root)))
+        assert trainer is not None and not torch.is_anomaly_enabled()
+    finally:
+        torch.autograd.set_detect_anomaly(False)
