@@ -23,6 +23,9 @@ def test_recbole_train_save_reload_evaluate_cycle(tmp_path, monkeypatch):
     from recbole.model.sequential_recommender import GRU4Rec
     from recbole.trainer import Trainer
 
+    from bench.compat import disable_anomaly_detection
+
+    disable_anomaly_detection()  # the import above ran RecBole's sine.py; keep later tests fast
     monkeypatch.setattr(sys, "argv", sys.argv[:1])  # RecBole's Config reads sys.argv
     config = Config(
         model="GRU4Rec",
