@@ -15,7 +15,8 @@ NARM epoch against RecBole's 190).
   ``floor(targets before r / train_batch_size)``. A batch holds between
   ``train_batch_size - max_len`` and ``train_batch_size + max_len`` targets, on average
   exactly ``train_batch_size``, and an epoch has ``ceil(total targets /
-  train_batch_size)`` steps or one fewer, as RecBole's prefix rows give;
+  train_batch_size)`` steps or one fewer, as RecBole's prefix rows give. (A batch
+  smaller than a row's targets gets that row alone: ``max_len`` targets at most.)
 * ``sequences`` (the SASRec paper's batch of 128 sequences): RecBole's own loader,
   ``train_batch_size`` rows.
 """
