@@ -44,7 +44,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bench.compat  # noqa: F401
-from custom_models.per_position import init_weights, make_softmax_loss, position_targets
+from custom_models.per_position import (SharedEmbeddingScores, init_weights, make_softmax_loss,
+                                         position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
@@ -111,7 +112,7 @@ class CausalLocalAttention(torch.autograd.Function):
         return grad_query, grad_keys, grad_hidden, grad_v, None, None
 
 
-class BenchNARM(SequentialRecommender):
+class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
     train_on = "sequences"
     input_type = InputType.POINTWISE  # RecBole samples no negatives; any loss_type is ours
     # Largest [rows, queries, keys, hidden] block of the local attention built at once (training).
@@ -183,11 +184,3 @@ class BenchNARM(SequentialRecommender):
         local = self._local_contexts(hidden, item_seq_len)
         output = self._decode(hidden[real], local[real])  # padding positions never reach the decoder
         return self.softmax_loss(output, targets[real], self.item_embedding.weight)
-
-    def predict(self, interaction) -> torch.Tensor:
-        output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return (output * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
-
-    def full_sort_predict(self, interaction) -> torch.Tensor:
-        output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return output @ self.item_embedding.weight.t()

@@ -106,3 +106,18 @@ def init_weights(model: torch.nn.Module, item_embedding: torch.nn.Embedding) -> 
             torch.nn.init.xavier_normal_(param)
     with torch.no_grad():
         item_embedding.weight[0].zero_()
+
+
+class SharedEmbeddingScores:
+    """RecBole's ``predict`` and ``full_sort_predict`` for a model that scores item ``i``
+    as ``last_representation(sequence) . item_embedding[i]`` (the shared item
+    embedding of NARM's bi-linear decoder and of SASRec). Put it before
+    ``SequentialRecommender`` among the bases."""
+
+    def predict(self, interaction) -> torch.Tensor:
+        output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (output * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return output @ self.item_embedding.weight.t()

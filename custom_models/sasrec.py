@@ -60,7 +60,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench.compat  # noqa: F401
-from custom_models.per_position import init_weights, make_softmax_loss, position_targets
+from custom_models.per_position import (SharedEmbeddingScores, init_weights, make_softmax_loss,
+                                         position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
@@ -99,7 +100,7 @@ class Block(nn.Module):
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
-class BenchSASRec(SequentialRecommender):
+class BenchSASRec(SharedEmbeddingScores, SequentialRecommender):
     train_on = "sequences"
     input_type = InputType.POINTWISE  # RecBole samples no negatives; we draw our own
 
@@ -156,11 +157,3 @@ class BenchSASRec(SequentialRecommender):
         positive = (output * self.item_embedding(targets)).sum(-1)
         negative = (output * self.item_embedding(self.uniform_negatives(targets))).sum(-1)
         return -(F.logsigmoid(positive) + F.logsigmoid(-negative)).mean()
-
-    def predict(self, interaction) -> torch.Tensor:
-        output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return (output * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
-
-    def full_sort_predict(self, interaction) -> torch.Tensor:
-        output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return output @ self.item_embedding.weight.t()

@@ -14,6 +14,7 @@ from bench.registry import resolve_model
 from custom_models.narm import BenchNARM, CausalLocalAttention
 from custom_models.per_position import PopularitySampledSoftmax, position_targets, training_item_counts
 from recbole.data.interaction import Interaction
+from training_checks import train_twice_and_pop
 
 N_ITEMS = 30
 
@@ -206,18 +207,10 @@ def test_sampled_loss_trains_through_calculate_loss(digi_splits):
 
 
 def test_trained_on_real_sessions_it_beats_pop_and_is_reproducible(diginetica_slice, tmp_path):
-    from bench.runner import run_once
-
-    torch.set_num_threads(1)
     root, name = diginetica_slice
     # Two short epochs with small batches (more steps) and a larger step size, to keep it quick.
     overrides = {"epochs": 2, "train_batch_size": 64, "learning_rate": 0.01}
-    first = run_once("narm", name, 0, tmp_path / "a", overrides, data_root=root)
-    second = run_once("narm", name, 0, tmp_path / "b", overrides, data_root=root)
-    assert first.metrics == second.metrics
-    np.testing.assert_array_equal(first.ranks["test_full"], second.ranks["test_full"])
-
-    pop = run_once("pop", name, 0, tmp_path / "pop", data_root=root).metrics["test"]["full"]
+    first, pop = train_twice_and_pop("narm", root, name, overrides, tmp_path)
     ours = first.metrics["test"]["full"]
     assert first.epochs_trained == 2 and first.num_test_cases == len(first.ranks["test_full"])
     for metric in ("recall@20", "mrr@20", "ndcg@10"):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +11,7 @@ import bench  # noqa: F401
 from custom_models.per_position import PopularitySampledSoftmax
 from custom_models.sasrec import BenchSASRec
 from recbole.data.interaction import Interaction
+from training_checks import train_twice_and_pop
 
 N_ITEMS, MAX_LEN = 30, 12
 
@@ -168,18 +168,10 @@ def test_sampled_loss_option_trains():
 
 
 def test_trained_on_movielens_it_beats_pop_and_is_reproducible(ml100k, tmp_path):
-    from bench.runner import run_once
-
-    torch.set_num_threads(1)
     root, name = ml100k
     # The paper's BCE loss; two short epochs with small batches and a larger step size.
     overrides = {"epochs": 2, "train_batch_size": 32, "learning_rate": 0.005}
-    first = run_once("sasrec", name, 0, tmp_path / "a", overrides, data_root=root)
-    second = run_once("sasrec", name, 0, tmp_path / "b", overrides, data_root=root)
-    assert first.metrics == second.metrics
-    np.testing.assert_array_equal(first.ranks["test_full"], second.ranks["test_full"])
-
-    pop = run_once("pop", name, 0, tmp_path / "pop", data_root=root).metrics["test"]["full"]
+    first, pop = train_twice_and_pop("sasrec", root, name, overrides, tmp_path)
     ours = first.metrics["test"]["full"]
     for metric in ("recall@20", "mrr@20", "ndcg@20"):
         assert ours[metric] > 1.3 * pop[metric], (metric, ours[metric], pop[metric])
