@@ -10,15 +10,15 @@ NARM epoch against RecBole's 190).
 
 ``batch_unit`` says what ``train_batch_size`` counts:
 
-* ``targets`` (the harness default): rows are shuffled every epoch and cut into
+* ``targets`` (NARM's default, the paper's 512 prefixes): rows are shuffled every epoch and cut into
   batches of about ``train_batch_size`` targets: row ``r`` goes to batch
   ``floor(targets before r / train_batch_size)``. A batch holds between
   ``train_batch_size - max_len`` and ``train_batch_size + max_len`` targets, on average
   exactly ``train_batch_size``, and an epoch has ``ceil(total targets /
   train_batch_size)`` steps or one fewer, as RecBole's prefix rows give. (A batch
   smaller than a row's targets gets that row alone: ``max_len`` targets at most.)
-* ``sequences`` (the SASRec paper's batch of 128 sequences): RecBole's own loader,
-  ``train_batch_size`` rows.
+* ``sequences`` (SASRec's default, the paper's batch of 128 sequences; also what a
+  model YAML without ``batch_unit`` gets): RecBole's own loader, ``train_batch_size`` rows.
 """
 from __future__ import annotations
 
