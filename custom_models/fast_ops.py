@@ -8,15 +8,20 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
 * :func:`lookup` (``weight[items]``): the gradient is one coalesced sparse tensor
   over the distinct rows, so the optimiser touches only those rows, and nothing
   sorts duplicates or copies slices in backward (a sparse ``nn.Embedding`` does both).
-* :func:`dropout` (``F.dropout``): the mask comes from ``rand``, ~3x cheaper than
-  ``bernoulli_``.
+* :func:`dropout` (``F.dropout``) and :class:`Dropout` (``nn.Dropout``): the mask comes
+  from ``rand``, ~3x cheaper than ``bernoulli_``.
 * :func:`gru_cell` (``nn.GRUCell``): PyTorch's GRU equations on :func:`linear`.
+* :func:`packed_gru` (a one-layer ``nn.GRU`` on a ``PackedSequence``): PyTorch's own
+  forward, and a backward that recomputes every gate at once and leaves only two
+  small ops per time step in the loop (NARM's GRU on MovieLens-100k, 12 rows of
+  50 items: 8.3 -> 4.4 ms forward + backward).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -24,6 +29,13 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or p <= 0:
         return x
     return x * (torch.rand_like(x) >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the mask of :func:`dropout` (same state dict, same semantics)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
 
 
 def _onednn_linear_op():
@@ -110,3 +122,66 @@ def lookup(weight: torch.Tensor, *items: torch.Tensor) -> tuple[torch.Tensor, ..
     """``(weight[items[0]], weight[items[1]], ...)`` with a sparse, row-wise gradient."""
     rows, inverse = torch.unique(torch.cat(items), return_inverse=True)
     return _SharedRows.apply(weight, rows, *inverse.split([len(i) for i in items]))
+
+
+class _PackedGRU(torch.autograd.Function):
+    """A bias-free one-layer GRU over ``PackedSequence`` data, from a zero initial state.
+
+    Forward is ``nn.GRU``'s. Autograd would then replay ~10 small ops per time step
+    backwards; here the backward recomputes the gates of every (row, step) cell in a
+    few vectorised ops from the stored outputs (``h_{t-1}`` is the previous cell's
+    output), so the sequential loop keeps only what depends on the carried gradient:
+    ``dh_{t-1} += dh_t z_t + (dh_t * dgates_t/dh_t) W_hh``, one elementwise product and
+    one matrix product per step. The weight and input gradients are then one matrix
+    product each over all cells.
+    """
+
+    @staticmethod
+    def forward(ctx, data, batch_sizes, w_ih, w_hh, gru):
+        out = gru(PackedSequence(data, batch_sizes))[0].data
+        ctx.save_for_backward(data, w_ih, w_hh, out)
+        ctx.batch_sizes = batch_sizes.tolist()
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        data, w_ih, w_hh, out = ctx.saved_tensors
+        sizes = ctx.batch_sizes
+        cells, size = out.shape
+        starts = [0]
+        for rows in sizes[:-1]:
+            starts.append(starts[-1] + rows)
+        # h_{t-1} of every cell: the same row's cell one step earlier (packed rows keep their order); 0 at t = 0
+        previous = torch.cat([torch.arange(start, start + rows) for start, rows in zip(starts, sizes[1:])]
+                             or [torch.zeros(0, dtype=torch.long)])
+        h_prev = torch.cat([out.new_zeros(sizes[0], size), out.index_select(0, previous.to(out.device))])
+        gi, gh = linear(data, w_ih), linear(h_prev, w_hh)  # PyTorch's gate order: reset, update, new
+        rz = torch.sigmoid(gi[:, :2 * size] + gh[:, :2 * size])
+        r, z = rz[:, :size], rz[:, size:]
+        n = torch.tanh(torch.addcmul(gi[:, 2 * size:], r, gh[:, 2 * size:]))
+        # h_t = n + z (h_{t-1} - n): derivatives of the pre-activations w.r.t. h_t
+        d_n = (1 - z) * (1 - n * n)
+        through = torch.stack([d_n * gh[:, 2 * size:] * r * (1 - r),  # reset, through gh_r
+                               (h_prev - n) * z * (1 - z),             # update, through gh_z
+                               d_n * r,                                # new, through gh_n
+                               z], 1)                                  # h_{t-1} directly
+        # dh_{t-1} += [dh_t * through_t] @ [W_hh; I]: one product per step carries the gradient back
+        carry = torch.cat([w_hh, torch.eye(size, dtype=w_hh.dtype, device=w_hh.device)])
+        dh = grad_out.clone()
+        for t in range(len(sizes) - 1, 0, -1):
+            rows, here, before = sizes[t], starts[t], starts[t - 1]
+            gates = dh[here:here + rows].unsqueeze(1) * through[here:here + rows]
+            dh[before:before + rows].addmm_(gates.view(rows, 4 * size), carry)
+        d_gh = (dh.unsqueeze(1) * through[:, :3]).view(cells, 3 * size)
+        d_gi = torch.cat([d_gh[:, :2 * size], dh * d_n], 1)
+        return linear(d_gi, w_ih.t()), None, linear(d_gi.t(), data.t()), linear(d_gh.t(), h_prev.t()), None
+
+
+def packed_gru(packed: PackedSequence, gru: nn.GRU) -> PackedSequence:
+    """``gru(packed)[0]`` for a bias-free one-layer unidirectional GRU, with :class:`_PackedGRU`'s backward."""
+    if gru.num_layers != 1 or gru.bias or gru.bidirectional or gru.proj_size:
+        raise ValueError("packed_gru takes a bias-free, one-layer, unidirectional nn.GRU without projection")
+    if not torch.is_grad_enabled():
+        return gru(packed)[0]
+    data = _PackedGRU.apply(packed.data, packed.batch_sizes, gru.weight_ih_l0, gru.weight_hh_l0, gru)
+    return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)

@@ -19,8 +19,9 @@ the GRU is causal and ``alpha_tj`` only looks at ``j <= t``, the representation 
 prefix is the one at its last position in the whole session. So we train on whole
 sessions (``train_on = "sequences"``) with a loss at every position, and compute the
 local attention for all positions at once with a causal mask. The GRU runs on packed
-sequences, the attention skips rows that have ended and the decoder sees real
-positions only, so padding costs little. The loss is the mean over all positions of
+sequences (with a hand-written backward, :func:`custom_models.fast_ops.packed_gru`),
+the attention skips rows that have ended and the decoder sees real positions only, so
+padding costs little. The loss is the mean over all positions of
 the batch, and ``train_batch_size: 512`` counts targets (``batch_unit: targets``,
 :mod:`bench.batching`): a batch holds whole sessions with about 512 positions in all,
 the paper's 512 prefixes, and an epoch makes as many optimiser steps as the paper's.
@@ -44,6 +45,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bench.compat  # noqa: F401
+from custom_models.fast_ops import Dropout, packed_gru
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, make_softmax_loss,
                                          position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -90,7 +92,7 @@ class CausalLocalAttention(torch.autograd.Function):
         ctx.block_elements = block_elements
         local = torch.zeros_like(hidden)
         for rows, t0, t1, mask in _blocks(lengths, hidden, block_elements):
-            s = torch.sigmoid(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
+            s = torch.sigmoid_(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
             local[rows, t0:t1] = ((s @ v) * mask) @ hidden[rows, :t1]
         return local
 
@@ -98,18 +100,20 @@ class CausalLocalAttention(torch.autograd.Function):
     def backward(ctx, grad_local):
         query, keys, hidden, v, lengths = ctx.saved_tensors
         grad_query, grad_keys, grad_hidden = torch.zeros_like(query), torch.zeros_like(keys), torch.zeros_like(hidden)
-        grad_v = torch.zeros_like(v)
+        grad_v = v.new_zeros(1, len(v))
         for rows, t0, t1, mask in _blocks(lengths, hidden, ctx.block_elements):
-            s = torch.sigmoid(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
+            s = torch.sigmoid_(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
             alpha = (s @ v) * mask  # [R, T, J]
             grad = grad_local[rows, t0:t1]  # [R, T, H]
             grad_hidden[rows, :t1] += alpha.transpose(1, 2) @ grad
             grad_alpha = (grad @ hidden[rows, :t1].transpose(1, 2)) * mask  # [R, T, J]
-            grad_v += torch.einsum("rtj,rtjh->h", grad_alpha, s)
-            grad_sum = grad_alpha.unsqueeze(-1) * v * s * (1 - s)  # d loss / d (q_t + k_j)
-            grad_query[rows, t0:t1] += grad_sum.sum(2)
-            grad_keys[rows, :t1] += grad_sum.sum(1)
-        return grad_query, grad_keys, grad_hidden, grad_v, None, None
+            grad_v += grad_alpha.reshape(1, -1) @ s.view(-1, s.size(-1))
+            # d loss / d (q_t + k_j) = grad_alpha v s (1 - s); v is applied after the sums,
+            # so the [R, T, J, H] tensor is passed over three times, not six
+            ds = torch.addcmul(s, s, s, value=-1).mul_(grad_alpha.unsqueeze(-1))
+            grad_query[rows, t0:t1] += ds.sum(2) * v
+            grad_keys[rows, :t1] += ds.sum(1) * v
+        return grad_query, grad_keys, grad_hidden, grad_v.view(-1), None, None
 
 
 class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
@@ -124,12 +128,12 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         embedding_dropout, context_dropout = config["dropout_probs"]
 
         self.item_embedding = nn.Embedding(self.n_items, embedding_size, padding_idx=0)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.embedding_dropout = Dropout(embedding_dropout)
         self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True, bias=False)  # the paper's equations
         self.A1 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_t (the query)
         self.A2 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_j
         self.v = nn.Linear(hidden_size, 1, bias=False)
-        self.context_dropout = nn.Dropout(context_dropout)
+        self.context_dropout = Dropout(context_dropout)
         self.B = nn.Linear(2 * hidden_size, embedding_size, bias=False)
         self.softmax_loss = make_softmax_loss(config, dataset, self.n_items)
 
@@ -140,7 +144,7 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         """GRU states after every position [B, L, H]; 0 after a row's end (packed: no work on padding)."""
         emb = self.embedding_dropout(self.item_embedding(item_seq))
         packed = pack_padded_sequence(emb, item_seq_len.cpu(), batch_first=True, enforce_sorted=False)
-        return pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=item_seq.size(1))[0]
+        return pad_packed_sequence(packed_gru(packed, self.gru), batch_first=True, total_length=item_seq.size(1))[0]
 
     def _attend(self, query: torch.Tensor, keys: torch.Tensor, hidden: torch.Tensor,
                 visible: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import sequence_events
+from custom_models.fast_ops import linear
 
 
 def position_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, last_target: torch.Tensor):
@@ -47,7 +48,7 @@ def full_softmax_loss(output: torch.Tensor, targets: torch.Tensor, item_weight: 
     """Mean cross-entropy over all items; item 0 (padding) is never a candidate."""
     padding = torch.zeros(len(item_weight), dtype=output.dtype, device=output.device)
     padding[0] = -torch.inf  # as a bias, not an in-place write: autograd then copies no [N, n_items] gradient
-    return F.cross_entropy(F.linear(output, item_weight, padding), targets)
+    return F.cross_entropy(linear(output, item_weight, padding), targets)
 
 
 class PopularitySampledSoftmax:

@@ -12,7 +12,6 @@ import bench  # noqa: F401
 from bench.data import load_splits, make_config, whole_sequence_rows
 from bench.evaluator import metrics_from_ranks, target_ranks
 from bench.registry import resolve_model
-from custom_models.fast_ops import dropout, gru_cell, linear, lookup
 from custom_models.gru4rec import bpr_loss, bpr_max_loss, cross_entropy_loss, top1_loss, top1_max_loss
 from custom_models.gru4rec_trainer import AdagradM, PopularitySampler, session_parallel, sessions_from_rows
 
@@ -212,39 +211,6 @@ def test_cross_entropy_logq_correction(slice_setup):
         assert model.session_loss(R, log_q).tolist() == pytest.approx(expected)
     finally:
         model.loss_name, model.logq = saved
-
-
-def test_fast_ops_compute_what_pytorch_computes():
-    gen = torch.Generator().manual_seed(3)
-    x, w, b = (torch.randn(*shape, generator=gen, requires_grad=True) for shape in [(6, 5), (4, 5), (4,)])
-    grad = torch.randn(6, 4, generator=gen)
-    ours = linear(x, w, b)
-    ours.backward(grad)
-    mine = [t.grad.clone() for t in (x, w, b)]
-    for t in (x, w, b):
-        t.grad = None
-    theirs = torch.nn.functional.linear(x, w, b)
-    theirs.backward(grad)
-    assert torch.allclose(ours, theirs, atol=1e-5)
-    assert all(torch.allclose(m, t.grad, atol=1e-5) for m, t in zip(mine, (x, w, b)))
-
-    cell, h = torch.nn.GRUCell(5, 3), torch.randn(6, 3, generator=gen)
-    assert torch.allclose(gru_cell(x, h, cell), cell(x, h), atol=1e-5)
-
-    table = torch.randn(7, 3, generator=gen, requires_grad=True)
-    a, c = torch.tensor([2, 5, 2]), torch.tensor([5, 0])
-    left, right = lookup(table, a, c)
-    assert torch.equal(left, table[a]) and torch.equal(right, table[c])
-    (left.sum() + 2 * right.sum()).backward()
-    assert table.grad.is_sparse
-    assert table.grad.coalesce().indices().tolist() == [[0, 2, 5]]  # only the rows looked up
-    assert torch.equal(table.grad.to_dense()[:, 0], torch.tensor([2.0, 0, 2, 0, 0, 3, 0]))
-
-    ones = torch.ones(200, 500)
-    dropped = dropout(ones, 0.3, training=True)
-    assert dropped.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
-    assert abs((dropped == 0).double().mean().item() - 0.3) < 0.01
-    assert dropout(ones, 0.3, training=False) is ones
 
 
 # -- sampler and optimiser -----------------------------------------------------------------

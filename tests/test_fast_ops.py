@@ -1,0 +1,70 @@
+"""custom_models.fast_ops: each op computes what its PyTorch counterpart computes, gradients included."""
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from custom_models.fast_ops import Dropout, dropout, gru_cell, linear, lookup, packed_gru
+
+
+def test_fast_ops_compute_what_pytorch_computes():
+    gen = torch.Generator().manual_seed(3)
+    x, w, b = (torch.randn(*shape, generator=gen, requires_grad=True) for shape in [(6, 5), (4, 5), (4,)])
+    grad = torch.randn(6, 4, generator=gen)
+    ours = linear(x, w, b)
+    ours.backward(grad)
+    mine = [t.grad.clone() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    theirs = torch.nn.functional.linear(x, w, b)
+    theirs.backward(grad)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert all(torch.allclose(m, t.grad, atol=1e-5) for m, t in zip(mine, (x, w, b)))
+
+    cell, h = torch.nn.GRUCell(5, 3), torch.randn(6, 3, generator=gen)
+    assert torch.allclose(gru_cell(x, h, cell), cell(x, h), atol=1e-5)
+
+    table = torch.randn(7, 3, generator=gen, requires_grad=True)
+    a, c = torch.tensor([2, 5, 2]), torch.tensor([5, 0])
+    left, right = lookup(table, a, c)
+    assert torch.equal(left, table[a]) and torch.equal(right, table[c])
+    (left.sum() + 2 * right.sum()).backward()
+    assert table.grad.is_sparse
+    assert table.grad.coalesce().indices().tolist() == [[0, 2, 5]]  # only the rows looked up
+    assert torch.equal(table.grad.to_dense()[:, 0], torch.tensor([2.0, 0, 2, 0, 0, 3, 0]))
+
+    ones = torch.ones(200, 500)
+    dropped = dropout(ones, 0.3, training=True)
+    assert dropped.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert abs((dropped == 0).double().mean().item() - 0.3) < 0.01
+    assert dropout(ones, 0.3, training=False) is ones
+    module = Dropout(0.3)
+    assert module(ones).unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert module.eval()(ones) is ones and module.state_dict() == {}
+
+
+@pytest.mark.parametrize("lengths,sorted_rows", [([7, 7, 5, 3, 3, 1], True), ([2, 7, 1, 4], False), ([1, 1], True)])
+def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_rows):
+    gen = torch.Generator().manual_seed(len(lengths))
+    gru = nn.GRU(4, 3, batch_first=True, bias=False).double()
+    x = torch.randn(len(lengths), max(lengths), 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(len(lengths), max(lengths), 3, generator=gen, dtype=torch.float64)
+    length_tensor = torch.tensor(lengths)
+
+    def run(gru_fn):
+        packed = pack_padded_sequence(x, length_tensor, batch_first=True, enforce_sorted=sorted_rows)
+        out = pad_packed_sequence(gru_fn(packed), batch_first=True, total_length=max(lengths))[0]
+        inputs = [x, gru.weight_ih_l0, gru.weight_hh_l0]
+        return out, torch.autograd.grad(out, inputs, grad)
+
+    ours, our_grads = run(lambda packed: packed_gru(packed, gru))
+    theirs, their_grads = run(lambda packed: gru(packed)[0])
+    assert torch.allclose(ours, theirs, atol=1e-12)
+    for mine, reference in zip(our_grads, their_grads):
+        assert torch.allclose(mine, reference, atol=1e-10)
+
+
+def test_packed_gru_refuses_a_gru_it_does_not_implement():
+    packed = pack_padded_sequence(torch.randn(2, 3, 4), torch.tensor([3, 2]), batch_first=True)
+    with pytest.raises(ValueError, match="bias-free"):
+        packed_gru(packed, nn.GRU(4, 3, batch_first=True))
