@@ -18,10 +18,15 @@ seconds RecBole needed to reach it. Times are cumulative training plus validatio
 seconds from the per-epoch curve (``RunResult.curve``), i.e. the wall time of the
 fit up to that epoch's validation.
 
-    python -m bench.benchmarks.model_speed [--recbole-epochs 3] [--threads auto]
-        [--models narm,sasrec,gru4rec] [--out reports/model_speed.md]
+Every pair runs once per seed (``--seeds``, default 0,1,2): validation has one case
+per user (943), so one user moves NDCG@10 by ~0.001 and a single seed's "time to
+reach" can swing by several epochs. Each seed's speed-up is against RecBole's run
+with the same seed; the summary gives all of them and their median.
 
-Writes the markdown table (after every pair, so a cut-off run keeps what it has)
+    python -m bench.benchmarks.model_speed [--seeds 0,1,2] [--recbole-epochs 3]
+        [--threads auto] [--models narm,sasrec,gru4rec] [--out reports/model_speed.md]
+
+Writes the markdown tables (after every run, so a cut-off run keeps what it has)
 to ``--out`` with the command, commit, machine load and per-epoch curves.
 """
 from __future__ import annotations
@@ -97,6 +102,7 @@ PAIRS = [
 class Row:
     model: str
     implementation: str
+    seed: int
     result: RunResult
     wall_seconds: float
 
@@ -146,9 +152,9 @@ def file_digests(paths: list[Path]) -> list[str]:
 
 
 # -- one run ------------------------------------------------------------------------
-def run(model: str, overrides: dict, args, workdir: Path) -> tuple[RunResult, float]:
+def run(model: str, seed: int, overrides: dict, args, workdir: Path) -> tuple[RunResult, float]:
     start = time.perf_counter()
-    result = run_once(model, args.name, args.seed, workdir, overrides, data_root=args.data_root)
+    result = run_once(model, args.name, seed, workdir, overrides, data_root=args.data_root)
     return result, time.perf_counter() - start
 
 
@@ -172,58 +178,119 @@ def r_is_ours(res: RunResult) -> bool:
     return not str(res.config.get("model", "")) in {"NARM", "SASRec", "GRU4Rec"}
 
 
-def table(rows: list[Row]) -> str:
+def reference_of(rows: list[Row], row: Row) -> Row | None:
+    """RecBole's row of the same model and seed."""
+    return next((r for r in rows if r.model == row.model and r.seed == row.seed and r.implementation == "RecBole"), None)
+
+
+def reach_and_speedup(rows: list[Row], row: Row) -> tuple[float | None, float | None]:
+    """Seconds ``row`` needed to reach its seed's RecBole best validation score, and RecBole's seconds / ours."""
+    reference = reference_of(rows, row)
+    if reference is None:
+        return None, None
+    target = best_valid(reference.result)
+    reach, ref_seconds = seconds_to_reach(row.result, target), seconds_to_reach(reference.result, target)
+    if reach is None or ref_seconds is None or row is reference:
+        return reach, None
+    return reach, ref_seconds / reach
+
+
+def median_or_unreached(values: list[float | None]) -> float | None:
+    """Median, with None (never reached) ranked below every number; None if the median is one."""
+    ranked = sorted(values, key=lambda v: -np.inf if v is None else v)
+    middle = ranked[(len(ranked) - 1) // 2: len(ranked) // 2 + 1]
+    return None if any(v is None for v in middle) else float(np.mean(middle))
+
+
+def groups(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
+    out: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        out.setdefault((r.model, r.implementation), []).append(r)
+    return out
+
+
+def summary_table(rows: list[Row]) -> str:
+    """One line per model and implementation over all seeds."""
     from tabulate import tabulate
 
-    headers = ["model", "implementation", "s/epoch", "epochs to best (of trained)", "total train s",
+    headers = ["model", "implementation", "seeds", "s/epoch (median)", "s to reach RecBole's best valid, per seed",
+               "speed-up per seed", "speed-up (median)", "test NDCG@10 full (mean)", "test NDCG@10 100 neg. (mean)"]
+    body = []
+    for (model, implementation), group in groups(rows).items():
+        reached = [reach_and_speedup(rows, r) for r in group]
+        is_reference = implementation == "RecBole"
+        speedups = [] if is_reference else [s for _, s in reached]
+        median = median_or_unreached(speedups) if speedups else None
+        full = np.mean([r.result.metrics["test"]["full"]["ndcg@10"] for r in group])
+        sampled = np.mean([r.result.metrics["test"]["sampled"]["ndcg@10"] for r in group])
+        body.append([model, implementation, ", ".join(str(r.seed) for r in group),
+                     fmt(float(np.median([r.result.seconds_per_epoch for r in group]))),
+                     " / ".join(fmt(reach) for reach, _ in reached),
+                     "—" if is_reference else " / ".join("n.r." if s is None else f"{s:.1f}x" for s in speedups),
+                     "—" if is_reference else ("not reached" if median is None else f"{median:.1f}x"),
+                     f"{full:.4f}", f"{sampled:.4f}"])
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def table(rows: list[Row]) -> str:
+    """Every run, one line each."""
+    from tabulate import tabulate
+
+    headers = ["model", "implementation", "seed", "s/epoch", "epochs to best (of trained)", "total train s",
                "valid NDCG@10 (best)", "s to reach RecBole's best valid", "speed-up",
                "test Recall@10 (full)", "test NDCG@10 (full)", "test HR@10 (100 neg.)", "test NDCG@10 (100 neg.)"]
     body = []
-    for model in dict.fromkeys(r.model for r in rows):
-        group = [r for r in rows if r.model == model]
-        reference = next((r for r in group if r.implementation == "RecBole"), None)
-        target = best_valid(reference.result) if reference else None
-        ref_seconds = seconds_to_reach(reference.result, target) if reference else None
+    for group in groups(rows).values():
         for r in group:
             res = r.result
-            reach = seconds_to_reach(res, target) if target is not None else None
-            speedup = "—" if reach is None or ref_seconds is None or r is reference else f"{ref_seconds / reach:.1f}x"
+            reach, speedup = reach_and_speedup(rows, r)
             full, sampled = res.metrics["test"]["full"], res.metrics["test"]["sampled"]
-            body.append([model, r.implementation, fmt(res.seconds_per_epoch), epochs_cell(res),
-                         fmt(res.train_seconds), f"{best_valid(res):.4f}", fmt(reach), speedup,
+            body.append([r.model, r.implementation, r.seed, fmt(res.seconds_per_epoch), epochs_cell(res),
+                         fmt(res.train_seconds), f"{best_valid(res):.4f}", fmt(reach),
+                         "—" if speedup is None else f"{speedup:.1f}x",
                          f"{full['recall@10']:.4f}", f"{full['ndcg@10']:.4f}",
                          f"{sampled['recall@10']:.4f}", f"{sampled['ndcg@10']:.4f}"])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def paired_notes(rows: list[Row]) -> list[str]:
-    """Per pair: our test NDCG@10 minus RecBole's, with a paired Wilcoxon test over the 943 users."""
+def ndcg10(ranks: np.ndarray) -> np.ndarray:
+    return np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
+def paired_difference(ours: np.ndarray, theirs: np.ndarray) -> str:
+    """Mean of ``ours - theirs`` per user, with a paired Wilcoxon signed-rank test."""
     from scipy.stats import wilcoxon
 
-    def ndcg10(ranks: np.ndarray) -> np.ndarray:
-        return np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)
+    diff = ours - theirs
+    p = wilcoxon(ours, theirs).pvalue if np.any(diff != 0) else 1.0
+    return f"{diff.mean():+.4f} (p = {p:.3g})"
 
+
+def paired_notes(rows: list[Row]) -> list[str]:
+    """Our test NDCG@10 minus RecBole's per user: per seed, and on each user's mean over the seeds."""
     notes = []
-    for model in dict.fromkeys(r.model for r in rows):
-        group = [r for r in rows if r.model == model]
-        reference = next((r for r in group if r.implementation == "RecBole"), None)
-        if reference is None:
+    for (model, implementation), group in groups(rows).items():
+        if implementation == "RecBole":
             continue
-        for r in group:
-            if r is reference:
-                continue
-            parts = []
-            for protocol in ("full", "sampled"):
-                ours, theirs = ndcg10(r.result.ranks[f"test_{protocol}"]), ndcg10(reference.result.ranks[f"test_{protocol}"])
-                diff = ours - theirs
-                p = wilcoxon(ours, theirs).pvalue if np.any(diff != 0) else 1.0
-                parts.append(f"{protocol}: {diff.mean():+.4f} (p = {p:.3g})")
+        pairs = [(r, reference_of(rows, r)) for r in group]
+        pairs = [(r, ref) for r, ref in pairs if ref is not None]
+        for r, reference in pairs:
+            parts = [f"{protocol}: " + paired_difference(ndcg10(r.result.ranks[f"test_{protocol}"]),
+                                                        ndcg10(reference.result.ranks[f"test_{protocol}"]))
+                     for protocol in ("full", "sampled")]
             total = r.result.train_seconds
-            notes.append(f"- {model}, {r.implementation} − RecBole, test NDCG@10 per user, paired Wilcoxon: "
-                         + "; ".join(parts)
+            notes.append(f"- {model}, {implementation} − RecBole, seed {r.seed}: " + "; ".join(parts)
                          + f". Total training time: {total:.0f} s vs RecBole's {reference.result.train_seconds:.0f} s "
                            f"for its {reference.result.epochs_trained}-epoch budget "
                            f"({reference.result.train_seconds / total:.1f}x).")
+        if len(pairs) > 1:
+            parts = []
+            for protocol in ("full", "sampled"):
+                ours = np.mean([ndcg10(r.result.ranks[f"test_{protocol}"]) for r, _ in pairs], axis=0)
+                theirs = np.mean([ndcg10(ref.result.ranks[f"test_{protocol}"]) for _, ref in pairs], axis=0)
+                parts.append(f"{protocol}: " + paired_difference(ours, theirs))
+            notes.append(f"- {model}, {implementation} − RecBole, each user's NDCG@10 averaged over seeds "
+                         f"{', '.join(str(r.seed) for r, _ in pairs)}: " + "; ".join(parts) + ".")
     return notes
 
 
@@ -231,7 +298,7 @@ def curves(rows: list[Row]) -> list[str]:
     out = []
     for r in rows:
         points = ", ".join(f"{s:.4f}@{t:.0f}s" for s, t in zip(valid_scores(r.result), cumulative_seconds(r.result)))
-        out.append(f"- {r.model} {r.implementation}: {points}")
+        out.append(f"- {r.model} {r.implementation}, seed {r.seed}: {points}")
     return out
 
 
@@ -250,10 +317,16 @@ def write_report(path: Path, rows: list[Row], meta: dict, finished: bool) -> str
         f"Dataset `{meta['name']}`: RecBole's embedded MovieLens-100k converted with "
         "`bench.convert.convert('movielens', recbole_ml100k_path(), ...)`, leave-one-out (943 users; "
         "validation = second-last item, test = last item, history truncated to the 50 most recent). "
-        f"One seed ({meta['seed']}). Early stopping on validation NDCG@10 (full ranking) for both; "
+        f"Seeds {', '.join(map(str, meta['seeds']))}. Early stopping on validation NDCG@10 (full ranking) for both; "
         "ours: at most " + ", ".join(f"{k} {v}" for k, v in meta["ours_epochs"].items())
         + f" epochs, stopping after {meta['stopping_step']} epochs without "
         f"improvement; RecBole: a fixed budget of {meta['recbole_epochs']} epochs (best of them kept).",
+        "",
+        "Over all seeds (each seed's speed-up is against RecBole's run with the same seed; *n.r.*: never reached):",
+        "",
+        summary_table(rows),
+        "",
+        "Every run:",
         "",
         table(rows),
         "",
@@ -269,7 +342,7 @@ def write_report(path: Path, rows: list[Row], meta: dict, finished: bool) -> str
         "Pairs (set explicitly on both sides):",
         *[f"- {p.model}: {p.sizes}." for p in PAIRS if p.model in meta["models"]],
         "",
-        "Paired differences:",
+        "Paired differences of test NDCG@10 per user (943 users), paired Wilcoxon signed-rank test:",
         *paired_notes(rows),
         "",
         "Validation NDCG@10 per epoch @ cumulative seconds:",
@@ -295,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-minutes", type=float, default=50,
                         help="after this, extra variants of ours are skipped (each pair's main rows always run)")
     parser.add_argument("--stopping-step", type=int, default=10, help="ours: epochs without improvement before stopping")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1,2",
+                        help="comma-separated; ~10 minutes each (one seed's validation, 943 users, is noisy)")
     parser.add_argument("--threads", default="auto", help="torch threads; auto: 2 if the 1-minute load < 1, else 1")
     parser.add_argument("--skip-recbole", action="store_true", help="ours only (a quick check)")
     parser.add_argument("--out", default="reports/model_speed.md")
@@ -312,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         convert("movielens", recbole_ml100k_path(), args.name, args.data_root)
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     pairs = [p for p in PAIRS if p.model in models]
     meta = {
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "bench.benchmarks.model_speed",
@@ -320,28 +395,30 @@ def main(argv: list[str] | None = None) -> int:
         "digests": file_digests([REPO / "custom_models" / f"{p.model}.py" for p in pairs]
                                 + ([REPO / "custom_models" / "per_position.py", REPO / "custom_models" / "gru4rec_trainer.py"])),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "threads": threads, "uptime_start": start_load, "t0": t0, "name": args.name, "seed": args.seed,
+        "threads": threads, "uptime_start": start_load, "t0": t0, "name": args.name, "seeds": seeds,
         "ours_epochs": {p.model: min(p.ours_max_epochs, args.ours_epochs or p.ours_max_epochs) for p in pairs},
         "stopping_step": args.stopping_step,
         "recbole_epochs": args.recbole_epochs, "models": models,
     }
     print(f"start: {start_load}; torch threads {threads}", flush=True)
     common = {"valid_metric": VALID_METRIC.upper(), "show_progress": False}
-    # Each pair's first row of ours and RecBole's first; other variants of ours after
-    # every pair, while the deadline allows.
+    # For every seed, each pair's first row of ours and RecBole's; other variants of
+    # ours after all of them, while the deadline allows.
     plan = []
-    for pair in pairs:
-        plan.append((pair, pair.ours[0]))
-        if not args.skip_recbole:
-            plan.append((pair, None))
-    plan += [(pair, variant) for pair in pairs for variant in pair.ours[1:]]
+    for seed in seeds:
+        for pair in pairs:
+            plan.append((seed, pair, pair.ours[0]))
+            if not args.skip_recbole:
+                plan.append((seed, pair, None))
+    plan += [(seed, pair, variant) for seed in seeds for pair in pairs for variant in pair.ours[1:]]
     rows: list[Row] = []
     out = Path(args.out)
     with tempfile.TemporaryDirectory(prefix="model-speed-") as tmp:
-        for i, (pair, variant) in enumerate(plan):
+        for i, (seed, pair, variant) in enumerate(plan):
             essential = variant is None or variant is pair.ours[0]
             if not essential and time.perf_counter() - t0 > 60 * args.deadline_minutes:
-                print(f"{pair.model} {variant[0]}: skipped, past the {args.deadline_minutes}-minute deadline", flush=True)
+                print(f"{pair.model} {variant[0]} seed {seed}: skipped, past the {args.deadline_minutes}-minute deadline",
+                      flush=True)
                 continue
             if variant is None:
                 label, name = "RecBole", pair.recbole
@@ -352,15 +429,15 @@ def main(argv: list[str] | None = None) -> int:
                 label, name = variant[0], pair.model
                 settings = {**common, **variant[1], "stopping_step": args.stopping_step,
                             "epochs": min(pair.ours_max_epochs, args.ours_epochs or pair.ours_max_epochs)}
-            print(f"{pair.model} {label} ({pair.sizes}) ...", flush=True)
-            result, wall = run(name, settings, args, Path(tmp) / f"run-{i}")
+            print(f"{pair.model} {label}, seed {seed} ({pair.sizes}) ...", flush=True)
+            result, wall = run(name, seed, settings, args, Path(tmp) / f"run-{i}")
             progress(label, result, wall)
-            rows.append(Row(pair.model, label, result, wall))
+            rows.append(Row(pair.model, label, seed, result, wall))
             write_report(out, rows, meta, finished=False)
     text = write_report(out, rows, meta, finished=True)
     if args.curves_json:
         Path(args.curves_json).write_text(json.dumps(
-            [{"model": r.model, "implementation": r.implementation, "curve": r.result.curve,
+            [{"model": r.model, "implementation": r.implementation, "seed": r.seed, "curve": r.result.curve,
               "metrics": r.result.metrics, "best_epoch": r.result.best_epoch,
               "train_seconds": r.result.train_seconds, "config": r.result.config} for r in rows], indent=1, default=str))
     print(text)
