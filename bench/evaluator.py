@@ -30,26 +30,42 @@ METRICS = ("recall", "mrr", "ndcg")
 DEFAULT_KS = (10, 20)
 
 
+# Rows of a score matrix ranked at once: ~4 MB of scratch, so the difference, its sign
+# and the row sums pass over data still in cache; only the first read of each score
+# comes from memory (Diginetica's 43k items: 24 rows).
+RANK_CHUNK_ELEMENTS = 1 << 20
+
+
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
-    """Rank (float, tie rule above) of ``targets[b]`` among the columns of ``scores[b]``.
+    """Rank (float64, tie rule above) of ``targets[b]`` among the columns of ``scores[b]``.
 
     With ``S = sum_i sign(score_i - score_target)`` = #higher - #lower over the ``n``
     candidates, the tie rule's rank ``1 + #higher + (#tied - 1) / 2`` equals
-    ``(n + 1 + S) / 2``: one pass over the scores instead of two comparisons.
-    Scores must not be NaN (``sign(nan)`` is 0): :func:`rank_cases` rejects them.
+    ``(n + 1 + S) / 2``: one pass over the scores instead of two comparisons. Rows are
+    ranked a few at a time (:data:`RANK_CHUNK_ELEMENTS`) in ``buffer``, scratch reused
+    across calls. A row with a NaN score gets a NaN rank (``sign(nan)`` is 0, so the
+    check is made on the differences).
     """
+    n_rows, n_cols = scores.shape
     target_scores = scores.gather(1, targets.view(-1, 1))
     if not torch.isfinite(target_scores).all():
         # inf - inf would be NaN: clamp infinities to the largest finite values first.
         finite = torch.finfo(scores.dtype)
         scores = scores.clamp(finite.min, finite.max)
         target_scores = target_scores.clamp(finite.min, finite.max)
-    # ``buffer`` (reused across batches) spares a fresh allocation, and its page faults, per batch.
-    if buffer is None or buffer.numel() < scores.numel():
-        buffer = torch.empty(scores.numel(), dtype=scores.dtype, device=scores.device)
-    signs = torch.sub(scores, target_scores, out=buffer[: scores.numel()].view(scores.shape))
-    signs.sign_()
-    return (scores.shape[1] + 1 + signs.sum(dim=1, dtype=torch.float64)) / 2.0
+    rows = max(1, min(n_rows, RANK_CHUNK_ELEMENTS // max(1, n_cols)))
+    if buffer is None or buffer.numel() < rows * n_cols or buffer.dtype != scores.dtype:
+        buffer = torch.empty(rows * n_cols, dtype=scores.dtype, device=scores.device)
+    sums = torch.empty(n_rows, dtype=torch.float64, device=scores.device)
+    for start in range(0, n_rows, rows):
+        chunk = scores[start:start + rows]
+        diff = torch.sub(chunk, target_scores[start:start + rows], out=buffer[:chunk.numel()].view(chunk.shape))
+        has_nan = bool(torch.isnan(diff.sum()))  # NaN anywhere in the chunk; rows resolved below
+        nan_rows = torch.isnan(diff).any(dim=1) if has_nan else None
+        torch.sum(diff.sign_(), dim=1, dtype=torch.float64, out=sums[start:start + rows])
+        if nan_rows is not None:
+            sums[start:start + rows][nan_rows] = torch.nan
+    return (n_cols + 1 + sums) / 2.0
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> "OrderedDict[str, float]":
@@ -81,14 +97,19 @@ class CaseSet:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    # Largest score matrix per batch (elements): big batches are faster (4096 rows of
-    # Diginetica's 43k items: 24 s for all 60,858 cases, 1024 rows: 30 s), but memory is
-    # rows x items x 4 bytes, twice (scores and the evaluator's scratch buffer).
-    max_batch_elements = 1 << 28
+    # Largest score matrix per batch (elements; 256 MB of fp32). Ranking works on a few
+    # rows at a time, so the batch size hardly matters past a few hundred rows (all
+    # 60,858 Diginetica test cases over 43k items, `bench.benchmarks.eval_speed`: 8.1 s
+    # in batches of 512, 7.6 s of 1024, 7.5 s of 4096); a model's scores are the memory.
+    max_batch_elements = 1 << 26
+
+    @property
+    def rows_per_batch(self) -> int:
+        return max(1, min(self.batch_size, self.max_batch_elements // max(1, self.dataset.item_num)))
 
     def batches(self) -> Iterator[object]:
         inter = self.dataset.inter_feat
-        rows = max(1, min(self.batch_size, self.max_batch_elements // max(1, self.dataset.item_num)))
+        rows = self.rows_per_batch
         for start in range(0, len(inter), rows):
             yield inter[start : start + rows]
 
@@ -118,13 +139,12 @@ def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "di
             if scores.shape[1] != dataset.item_num:
                 raise ScoreError(f"{type(model).__name__} scored {scores.shape[1]} items, expected {dataset.item_num}")
             targets = batch[item_field].long()
+            if buffer is None:
+                buffer = torch.empty(RANK_CHUNK_ELEMENTS + scores.shape[1], dtype=scores.dtype, device=scores.device)
             # Column 0 is the padding token: rank over items 1.. (a view: the model's tensor is never written).
-            # A row sum is NaN if any score is (cheap); confirm before failing (inf - inf).
-            if torch.isnan(scores.sum(dim=1)).any() and torch.isnan(scores).any():
-                raise ScoreError(f"{type(model).__name__} produced NaN scores")
-            if buffer is None or buffer.numel() < scores.numel():
-                buffer = torch.empty(scores.numel(), dtype=scores.dtype, device=scores.device)
             full = target_ranks(scores[:, 1:], targets - 1, buffer)
+            if torch.isnan(full).any():  # a NaN score anywhere in the row
+                raise ScoreError(f"{type(model).__name__} produced NaN scores")
             out["full"].append(full.cpu().numpy())
             if negatives is not None:
                 candidates = torch.cat([targets.view(-1, 1), negatives[batch[user_field].long()]], dim=1)

@@ -121,4 +121,4 @@ class SharedEmbeddingScores:
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return output @ self.item_embedding.weight.t()
+        return linear(output, self.item_embedding.weight)

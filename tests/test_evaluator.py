@@ -41,6 +41,24 @@ def test_tie_rule_does_not_depend_on_item_order():
     assert torch.equal(target_ranks(scores, targets), permuted)
 
 
+def test_ranks_do_not_depend_on_how_many_rows_are_ranked_at_once(monkeypatch):
+    import bench.evaluator
+
+    gen = torch.Generator().manual_seed(1)
+    scores = torch.randint(0, 5, (37, 30), generator=gen).float()
+    targets = torch.randint(0, 30, (37,), generator=gen)
+    whole = target_ranks(scores, targets)
+    for chunk_elements in (1, 30, 65, 10_000):  # 1 row (also below one row), 1, 2 and all 37 rows per chunk
+        monkeypatch.setattr(bench.evaluator, "RANK_CHUNK_ELEMENTS", chunk_elements)
+        assert torch.equal(target_ranks(scores, targets, torch.empty(5)), whole)
+
+
+def test_a_row_with_a_nan_score_gets_a_nan_rank_and_only_that_row():
+    scores = torch.tensor([[0.1, 0.5, 0.2], [0.3, float("nan"), 0.2], [0.0, 0.0, 1.0]])
+    ranks = target_ranks(scores, torch.tensor([1, 0, 2]))
+    assert ranks[0] == 1.0 and math.isnan(ranks[1]) and ranks[2] == 1.0
+
+
 def test_metrics_on_hand_computed_cases():
     ranks = np.array([1.0, 2.0, 3.5, 11.0, 25.0])
     m = metrics_from_ranks(ranks, ks=(10, 20))
