@@ -273,9 +273,10 @@ class BenchGRU4Rec(SequentialRecommender):
         return top1_loss(R)
 
     # -- whole sequences (evaluation, RecBole's API) ------------------------------------
-    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor):
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, every_position: bool = True):
         """``(outputs [B, L, H_last], last [B, H_last])``: the output after every position
-        (zero at padding) and after the last real item, each sequence from a zero state.
+        (zero at padding; None unless ``every_position``) and after the last real item,
+        each sequence from a zero state.
 
         Rows are run longest first so that step ``t`` only computes the rows still
         running (a packed sequence, without packing).
@@ -288,11 +289,15 @@ class BenchGRU4Rec(SequentialRecommender):
         for t, n in enumerate(running):
             items = seq[:n, t]
             new = self.step(items, self._embed(items), [h[:n] for h in H])
-            H = [torch.cat([a, h[n:]]) for a, h in zip(new, H)]
-            outputs.append(F.pad(new[-1], (0, 0, 0, len(seq) - n)))
+            if every_position:
+                H = [torch.cat([a, h[n:]]) for a, h in zip(new, H)]
+                outputs.append(F.pad(new[-1], (0, 0, 0, len(seq) - n)))
+            else:  # rows that ended keep their final state in place; no autograd here
+                for h, a in zip(H, new):
+                    h[:n] = a
         unsort = torch.empty_like(order)
         unsort[order] = torch.arange(len(order), device=order.device)
-        return torch.stack(outputs, dim=1)[unsort], H[-1][unsort]
+        return (torch.stack(outputs, dim=1)[unsort] if every_position else None), H[-1][unsort]
 
     def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
         # -inf for unknown items through the bias: one pass over [n_items], not [B, n_items]
@@ -309,11 +314,11 @@ class BenchGRU4Rec(SequentialRecommender):
         return F.cross_entropy(logits, targets[real])
 
     def predict(self, interaction) -> torch.Tensor:
-        _, last = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        _, last = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], every_position=False)
         items = interaction[self.ITEM_ID]
         scores = (last * self.out_weight[items]).sum(-1) + self.out_bias[items]
         return scores.masked_fill(~self.known_items[items], -torch.inf)
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
-        _, last = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        _, last = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], every_position=False)
         return self._scores(last)
