@@ -139,8 +139,8 @@ def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "di
             if scores.shape[1] != dataset.item_num:
                 raise ScoreError(f"{type(model).__name__} scored {scores.shape[1]} items, expected {dataset.item_num}")
             targets = batch[item_field].long()
-            if buffer is None:
-                buffer = torch.empty(RANK_CHUNK_ELEMENTS + scores.shape[1], dtype=scores.dtype, device=scores.device)
+            if buffer is None:  # room for one chunk, or for one row where a row is longer than a chunk
+                buffer = torch.empty(max(RANK_CHUNK_ELEMENTS, scores.shape[1]), dtype=scores.dtype, device=scores.device)
             # Column 0 is the padding token: rank over items 1.. (a view: the model's tensor is never written).
             full = target_ranks(scores[:, 1:], targets - 1, buffer)
             if torch.isnan(full).any():  # a NaN score anywhere in the row

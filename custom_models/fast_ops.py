@@ -4,7 +4,10 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
 
 * :func:`linear` (``F.linear``): fp32 matrix products through oneDNN run at
   ~230 GFLOPS against ~100 for PyTorch's default BLAS (MKL, which does not use its
-  best kernels on AMD CPUs). Forward and both gradients go through oneDNN.
+  best kernels on AMD CPUs). Forward and both gradients go through oneDNN. Not for
+  very wide outputs under autograd: the weight gradient first copies the transposed
+  [N, out] gradient (a full-catalogue softmax over Diginetica's 43k items: +20 ms per
+  NARM step, so :func:`custom_models.per_position.full_softmax_loss` uses ``F.linear``).
 * :func:`lookup` (``weight[items]``): the gradient is one coalesced sparse tensor
   over the distinct rows, so the optimiser touches only those rows, and nothing
   sorts duplicates or copies slices in backward (a sparse ``nn.Embedding`` does both).
