@@ -3,7 +3,8 @@
 A model that trains on whole sequences with a loss at every position
 (``train_on = "sequences"``) gets one row per sequence, and a row of a 40-item
 sequence holds 40 prediction targets. RecBole's models (and the NARM paper) train on
-one row per prefix: one target per row. So ``train_batch_size: 512`` means 512
+one row per prefix: one target per row (a row that overlaps the window before it has targets only
+after its ``loss_start``, :func:`bench.data.whole_sequence_rows`). So ``train_batch_size: 512`` means 512
 targets to them and, counted in sequences, ~40x more targets per step to us, with
 ~40x fewer optimiser steps per epoch (measured on MovieLens-100k: 5 Adam steps per
 NARM epoch against RecBole's 190).
@@ -25,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.data import LOSS_START_FIELD
 from recbole.data.dataloader.general_dataloader import TrainDataLoader
 
 BATCH_UNITS = ("targets", "sequences")
@@ -49,8 +51,10 @@ class TargetBatchLoader(TrainDataLoader):
 
     def __init__(self, config, dataset, sampler, shuffle=False):
         super().__init__(config, dataset, sampler, shuffle=shuffle)
-        length_field = config["ITEM_LIST_LENGTH_FIELD"]
-        self.row_targets = dataset.inter_feat[length_field].numpy().astype(np.int64)
+        rows = dataset.inter_feat
+        self.row_targets = rows[config["ITEM_LIST_LENGTH_FIELD"]].numpy().astype(np.int64)
+        if LOSS_START_FIELD in rows:  # overlapping windows: the positions before it are context only
+            self.row_targets = self.row_targets - rows[LOSS_START_FIELD].numpy()
         if len(self.row_targets) and self.row_targets.min() < 1:
             raise ValueError("a training row without items: every whole-sequence row needs at least one target")
         self.budget = max(1, int(config["train_batch_size"]))

@@ -126,28 +126,47 @@ def _load_negatives(dataset, path: Path) -> torch.Tensor | None:
     return table
 
 
-def whole_sequence_rows(train):
+LOSS_START_FIELD = "loss_start"  # per whole-sequence row: positions before it are context only
+
+
+def whole_sequence_rows(train, stride: int | None = None):
     """The training rows that hold whole sequences, for per-position training.
 
     The converter writes every prefix of a sequence, shortest first. The longest row
     of a sequence, with its target appended, is the whole sequence. A sequence
-    longer than ``max_len + 1`` was truncated, so it is covered by every
-    ``max_len``-th row counted back from its longest: each target is then trained
-    exactly once.
+    longer than ``max_len + 1`` was truncated, so it is covered by windows: every
+    ``stride``-th row counted back from its longest (``stride``: ``max_len`` when
+    None). Each window trains its last ``stride`` targets (the earliest window of a
+    sequence: all of its targets), so each target is trained exactly once, and
+    ``loss_start`` (:data:`LOSS_START_FIELD`) holds the first position with a loss.
+
+    A target then sees at least ``max_len - stride + 1`` items before it where it has
+    that many, against ``max_len`` in RecBole's prefix row (which the test cases also
+    get): ``stride = max_len`` gives disjoint windows, the cheapest, where a window's
+    first targets see few items; ``stride = 1`` is every prefix row, one loss each,
+    exactly RecBole's training rows.
     """
+    max_len = int(train.field2seqlen[train.item_id_list_field])
+    stride = max_len if stride is None else int(stride)
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"train_stride must be between 1 and max_len = {max_len}, not {stride}")
     uid = train.inter_feat[train.uid_field].numpy()
     n = len(uid)
-    if n == 0:
-        return train
-    starts = np.r_[True, uid[1:] != uid[:-1]]
+    starts = np.r_[True, uid[1:] != uid[:-1]] if n else np.zeros(0, dtype=bool)
     group = np.cumsum(starts) - 1
     group_start = np.flatnonzero(starts)
     group_size = np.diff(np.r_[group_start, n])
     position = np.arange(n) - group_start[group]  # 0 for the shortest prefix
     from_end = group_size[group] - 1 - position
-    max_len = int(train.field2seqlen[train.item_id_list_field])
-    keep = from_end % max_len == 0
-    return train.copy(train.inter_feat[torch.as_tensor(np.flatnonzero(keep))])
+    keep = np.flatnonzero(from_end % stride == 0)
+    rows = train.inter_feat[torch.as_tensor(keep, dtype=torch.long)]
+    lengths = rows[train.item_list_length_field].numpy().astype(np.int64)
+    earliest = position[keep] < stride  # no window before it: it trains every target it has
+    loss_start = np.where(earliest, 0, lengths - stride)
+    from recbole.data.interaction import Interaction
+
+    rows.update(Interaction({LOSS_START_FIELD: torch.as_tensor(loss_start, dtype=torch.long)}))
+    return train.copy(rows)
 
 
 def sequence_events(train) -> tuple[np.ndarray, np.ndarray]:

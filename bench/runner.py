@@ -10,6 +10,8 @@ A model class may declare:
 * ``train_on = "sequences"``: it trains on whole sequences with a loss at every
   position, so it gets one row per sequence instead of every prefix, in batches of
   ``train_batch_size`` targets or sequences (``batch_unit``, :mod:`bench.batching`);
+  a sequence longer than the window is cut into windows ``train_stride`` apart
+  (:func:`bench.data.whole_sequence_rows`);
 * ``trainer_class``: a :class:`bench.training.HarnessTrainer` subclass.
 """
 from __future__ import annotations
@@ -91,7 +93,7 @@ def train_loader(spec: ModelSpec, config, splits: Splits):
     train = splits.train
     loader_class = get_dataloader(config, "train")
     if getattr(spec.cls, "train_on", "prefixes") == "sequences":
-        train = whole_sequence_rows(train)
+        train = whole_sequence_rows(train, config["train_stride"])
         unit = config["batch_unit"] or "sequences"
         if unit not in BATCH_UNITS:
             raise ValueError(f"batch_unit must be one of {', '.join(BATCH_UNITS)}, not {unit!r}")

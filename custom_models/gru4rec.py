@@ -79,7 +79,7 @@ from torch import nn
 import bench.compat  # noqa: F401
 from custom_models.fast_ops import dropout, gru_cell, linear, lookup
 from custom_models.gru4rec_trainer import GRU4RecTrainer
-from custom_models.per_position import position_targets
+from custom_models.per_position import loss_start_of, position_targets
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
@@ -307,7 +307,7 @@ class BenchGRU4Rec(SequentialRecommender):
         """Mean full-softmax cross-entropy over every real position of whole-sequence rows."""
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         inputs, targets, real = position_targets(interaction[self.ITEM_SEQ], item_seq_len,
-                                                 interaction[self.POS_ITEM_ID])
+                                                 interaction[self.POS_ITEM_ID], loss_start_of(interaction))
         outputs, _ = self.forward(inputs, item_seq_len)
         logits = linear(outputs[real], self.out_weight, self.out_bias)
         logits[:, 0] = -torch.inf

@@ -18,6 +18,7 @@ import torch
 from torch.optim import Optimizer
 
 import bench.compat  # noqa: F401
+from bench.data import LOSS_START_FIELD
 from bench.training import HarnessTrainer
 
 
@@ -31,6 +32,9 @@ def sessions_from_rows(dataset) -> tuple[np.ndarray, np.ndarray]:
     stitched back into one session.
     """
     inter = dataset.inter_feat
+    if LOSS_START_FIELD in inter and bool((inter[LOSS_START_FIELD] > 0).any()):
+        raise ValueError("GRU4Rec's session-parallel training needs disjoint windows: "
+                         "leave train_stride unset (it is max_len)")
     uid = inter[dataset.uid_field].numpy()
     seqs = inter[dataset.item_id_list_field].numpy()
     lengths = inter[dataset.item_list_length_field].numpy().astype(np.int64)

@@ -46,7 +46,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bench.compat  # noqa: F401
 from custom_models.fast_ops import Dropout, packed_gru
-from custom_models.per_position import (SharedEmbeddingScores, init_weights, make_softmax_loss,
+from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_start_of, make_softmax_loss,
                                          position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
@@ -182,8 +182,10 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         # longest rows first (the loss is a mean over positions: row order is free), so
         # the rows still running at any position are the first ones
         item_seq_len, order = interaction[self.ITEM_SEQ_LEN].sort(descending=True)
+        start = loss_start_of(interaction)
         inputs, targets, real = position_targets(interaction[self.ITEM_SEQ][order], item_seq_len,
-                                                 interaction[self.POS_ITEM_ID][order])
+                                                 interaction[self.POS_ITEM_ID][order],
+                                                 None if start is None else start[order])
         hidden = self._hidden_states(inputs, item_seq_len)
         local = self._local_contexts(hidden, item_seq_len)
         output = self._decode(hidden[real], local[real])  # padding positions never reach the decoder

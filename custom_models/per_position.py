@@ -7,7 +7,8 @@ position ``t`` is input ``t + 1``; the target of position ``item_length - 1`` is
 ``item_id``. Positions ``>= item_length`` are padding and carry no loss. A causal
 model's output at position ``t`` depends only on inputs ``<= t``, so this one row
 gives the same loss terms as the ``item_length`` prefix rows RecBole would build,
-in one pass.
+in one pass. A long sequence comes as windows that may overlap; a window's
+positions before its ``loss_start`` are context only.
 
 Also here: the training item counts and a sampled softmax with popularity negatives
 and logQ correction (the option that makes large catalogues cheap).
@@ -20,22 +21,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import sequence_events
+from bench.data import LOSS_START_FIELD, sequence_events
 from custom_models.fast_ops import linear
 
 
-def position_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, last_target: torch.Tensor):
+def position_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, last_target: torch.Tensor,
+                     loss_start: torch.Tensor | None = None):
     """``(inputs [B, L], targets [B, L], real [B, L] bool)`` with L the longest row of the batch.
 
-    Targets at padding positions are 0 and ``real`` is False there.
+    ``real`` marks the positions with a loss: before ``item_seq_len`` and, where
+    ``loss_start`` is given (overlapping windows), from ``loss_start`` on. Targets
+    are 0 where ``real`` is False.
     """
     width = int(item_seq_len.max())
     inputs = item_seq[:, :width]
     targets = torch.zeros_like(inputs)
     targets[:, :-1] = inputs[:, 1:]
     targets.scatter_(1, (item_seq_len - 1).view(-1, 1), last_target.view(-1, 1))
-    real = torch.arange(width, device=inputs.device).view(1, -1) < item_seq_len.view(-1, 1)
+    position = torch.arange(width, device=inputs.device).view(1, -1)
+    real = position < item_seq_len.view(-1, 1)
+    if loss_start is not None:
+        real &= position >= loss_start.view(-1, 1)
     return inputs, targets * real, real
+
+
+def loss_start_of(interaction) -> torch.Tensor | None:
+    """The rows' first position with a loss, if the rows overlap (:func:`bench.data.whole_sequence_rows`)."""
+    return interaction[LOSS_START_FIELD] if LOSS_START_FIELD in interaction else None
 
 
 def training_item_counts(dataset, n_items: int) -> torch.Tensor:

@@ -138,6 +138,8 @@ def test_sessions_are_rebuilt_from_whole_sequence_rows(tmp_path):
     rebuilt = [[int(t) for t in tokens[a:b]] for a, b in zip(offsets[:-1], offsets[1:])]
     assert rebuilt == train[: len(rebuilt)]
     assert len(rebuilt) == len(train) - len(train) // 10  # the rest is validation
+    with pytest.raises(ValueError, match="train_stride"):  # overlapping windows are not sessions
+        sessions_from_rows(whole_sequence_rows(splits.train, stride=2))
     with pytest.raises(ValueError, match="whole sequences"):
         sessions_from_rows(splits.train)  # every prefix: not sessions
 

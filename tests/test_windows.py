@@ -1,0 +1,97 @@
+"""Whole-sequence rows of long histories (bench.data.whole_sequence_rows) on real MovieLens-100k:
+every target is trained exactly once, with at least ``max_len - stride + 1`` items before it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bench  # noqa: F401
+from bench.batching import TargetBatchLoader
+from bench.data import LOSS_START_FIELD, load_splits, make_config, whole_sequence_rows
+from bench.registry import resolve_model
+from bench.runner import train_loader
+from custom_models.narm import BenchNARM
+
+
+@pytest.fixture(scope="module")
+def ml100k_narm(ml100k):
+    root, name = ml100k
+    spec = resolve_model("narm")
+    config = make_config(spec, name, {"device": "cpu", "use_gpu": False}, root)
+    return spec, config, load_splits(config, root)
+
+
+@pytest.mark.parametrize("stride", [50, 25, 7, 1])
+def test_every_target_is_trained_once_with_at_least_max_len_minus_stride_plus_one_items_before_it(ml100k_narm, stride):
+    _, config, splits = ml100k_narm
+    train = splits.train.inter_feat
+    max_len = config["MAX_ITEM_LIST_LENGTH"]
+    uid, seqs = train["user_id"].numpy(), train["item_id_list"].numpy()
+    lengths, targets = train["item_length"].numpy(), train["item_id"].numpy()
+    assert lengths.max() == max_len and np.bincount(uid).max() > 3 * max_len  # long histories are windowed
+
+    rows = whole_sequence_rows(splits.train, stride).inter_feat
+    # full history of each user, from its prefix rows: the first row's item, then every target
+    history = {}
+    for i in np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]]):
+        user = uid[i]
+        history[user] = [int(seqs[i, 0])] + targets[uid == user].tolist()
+    seen = {}  # (user, index of the target in its history) -> items before it in the window
+    for seq, length, start, target, user in zip(rows["item_id_list"].numpy(), rows["item_length"].numpy(),
+                                                rows[LOSS_START_FIELD].numpy(), rows["item_id"].numpy(),
+                                                rows["user_id"].numpy()):
+        window = seq[:length].tolist() + [int(target)]
+        full = history[user]
+        # where the window sits in the history: it ends at the row's target
+        end = next(e for e in range(len(full), 0, -1) if full[e - length - 1:e] == window)
+        assert 0 <= start < length
+        for position in range(start, length):
+            key = (user, end - length + position)  # index of the target of this position
+            assert key not in seen, "a target trained twice"
+            seen[key] = position + 1
+    assert len(seen) == len(train)  # every prefix row's target, each once
+    for (user, index), before in seen.items():
+        assert before >= min(index, max_len - stride + 1)
+    if stride == 1:  # exactly RecBole's prefix rows: every target with min(index, max_len) items before it
+        assert all(before == min(index, max_len) for (user, index), before in seen.items())
+
+
+def test_a_stride_outside_one_to_max_len_is_refused(ml100k_narm):
+    _, _, splits = ml100k_narm
+    for stride in (0, 51):
+        with pytest.raises(ValueError, match="train_stride"):
+            whole_sequence_rows(splits.train, stride)
+
+
+def test_with_stride_one_the_per_position_loss_is_the_loss_over_recbole_prefix_rows(ml100k_narm):
+    """Long histories too: stride 1 keeps each prefix row and its last position's loss only."""
+    _, config, splits = ml100k_narm
+    torch.manual_seed(0)
+    model = BenchNARM(config, splits.train).eval()
+    train = splits.train.inter_feat
+    users = torch.isin(train["user_id"], torch.unique(train["user_id"])[:3])
+    prefix_rows = train[users.nonzero().squeeze(1)]
+    assert int(prefix_rows["item_length"].max()) == 50 and len(prefix_rows) > 100
+    windows = whole_sequence_rows(splits.train.copy(prefix_rows), stride=1).inter_feat
+    with torch.no_grad():
+        per_position = model.calculate_loss(windows) * len(prefix_rows)
+        scores = model.full_sort_predict(prefix_rows)
+        scores[:, 0] = -torch.inf
+        prefix = F.cross_entropy(scores, prefix_rows["item_id"], reduction="sum")
+    torch.testing.assert_close(per_position, prefix, rtol=1e-5, atol=1e-3)
+
+
+def test_target_batches_count_only_the_positions_with_a_loss(ml100k_narm):
+    spec, config, splits = ml100k_narm
+    config["train_stride"] = 25
+    try:
+        loader = train_loader(spec, config, splits)
+    finally:
+        config["train_stride"] = None
+    assert isinstance(loader, TargetBatchLoader)
+    assert int(loader.row_targets.sum()) == len(splits.train)
+    sizes = [int((b["item_length"] - b[LOSS_START_FIELD]).sum()) for b in loader]
+    assert sum(sizes) == len(splits.train)
+    assert all(512 - 50 < s < 512 + 50 for s in sizes[:-1])
