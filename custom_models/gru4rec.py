@@ -309,9 +309,11 @@ class BenchGRU4Rec(SequentialRecommender):
         inputs, targets, real = position_targets(interaction[self.ITEM_SEQ], item_seq_len,
                                                  interaction[self.POS_ITEM_ID], loss_start_of(interaction))
         outputs, _ = self.forward(inputs, item_seq_len)
-        logits = linear(outputs[real], self.out_weight, self.out_bias)
-        logits[:, 0] = -torch.inf
-        return F.cross_entropy(logits, targets[real])
+        # item 0 (padding) is never a candidate: -inf through the bias, not an in-place
+        # write that makes autograd copy the [N, n_items] gradient. F.linear, not
+        # fast_ops.linear, whose weight gradient is slow for a full-catalogue output.
+        bias = torch.cat([self.out_bias.new_full((1,), -torch.inf), self.out_bias[1:]])
+        return F.cross_entropy(F.linear(outputs[real], self.out_weight, bias), targets[real])
 
     def predict(self, interaction) -> torch.Tensor:
         _, last = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], every_position=False)
