@@ -13,6 +13,7 @@ from bench.data import LOSS_START_FIELD, load_splits, make_config, whole_sequenc
 from bench.registry import resolve_model
 from bench.runner import train_loader
 from custom_models.narm import BenchNARM
+from custom_models.sasrec import BenchSASRec
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +66,23 @@ def test_a_stride_outside_one_to_max_len_is_refused(ml100k_narm):
             whole_sequence_rows(splits.train, stride)
 
 
-def test_with_stride_one_the_per_position_loss_is_the_loss_over_recbole_prefix_rows(ml100k_narm):
+@pytest.mark.parametrize("model_class", [BenchNARM, BenchSASRec])
+def test_with_stride_one_the_per_position_loss_is_the_loss_over_recbole_prefix_rows(ml100k_narm, model_class):
     """Long histories too: stride 1 keeps each prefix row and its last position's loss only."""
     _, config, splits = ml100k_narm
-    torch.manual_seed(0)
-    model = BenchNARM(config, splits.train).eval()
+    sasrec = {"hidden_size": 16, "n_layers": 2, "n_heads": 1, "dropout_prob": 0.2, "loss_type": "CE"}
+    saved = {key: config[key] for key in sasrec}
+    if model_class is BenchSASRec:
+        for key, value in sasrec.items():
+            config[key] = value
+    try:
+        torch.manual_seed(0)
+        model = model_class(config, splits.train).eval()
+    finally:
+        for key, value in saved.items():
+            config[key] = value
+    with torch.no_grad():  # sharper scores: an untrained model's loss is ~log(n_items) at every position
+        model.item_embedding.weight.mul_(20)
     train = splits.train.inter_feat
     users = torch.isin(train["user_id"], torch.unique(train["user_id"])[:3])
     prefix_rows = train[users.nonzero().squeeze(1)]
