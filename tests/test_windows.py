@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import bench  # noqa: F401
 from bench.batching import TargetBatchLoader
@@ -14,6 +13,7 @@ from bench.registry import resolve_model
 from bench.runner import train_loader
 from custom_models.narm import BenchNARM
 from custom_models.sasrec import BenchSASRec
+from training_checks import assert_whole_rows_loss_is_prefix_rows_loss
 
 
 @pytest.fixture(scope="module")
@@ -81,19 +81,12 @@ def test_with_stride_one_the_per_position_loss_is_the_loss_over_recbole_prefix_r
     finally:
         for key, value in saved.items():
             config[key] = value
-    with torch.no_grad():  # sharper scores: an untrained model's loss is ~log(n_items) at every position
-        model.item_embedding.weight.mul_(20)
     train = splits.train.inter_feat
     users = torch.isin(train["user_id"], torch.unique(train["user_id"])[:3])
     prefix_rows = train[users.nonzero().squeeze(1)]
     assert int(prefix_rows["item_length"].max()) == 50 and len(prefix_rows) > 100
     windows = whole_sequence_rows(splits.train.copy(prefix_rows), stride=1).inter_feat
-    with torch.no_grad():
-        per_position = model.calculate_loss(windows) * len(prefix_rows)
-        scores = model.full_sort_predict(prefix_rows)
-        scores[:, 0] = -torch.inf
-        prefix = F.cross_entropy(scores, prefix_rows["item_id"], reduction="sum")
-    torch.testing.assert_close(per_position, prefix, rtol=1e-5, atol=1e-3)
+    assert_whole_rows_loss_is_prefix_rows_loss(model, windows, prefix_rows)
 
 
 def test_target_batches_count_only_the_positions_with_a_loss(ml100k_narm):

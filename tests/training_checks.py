@@ -1,4 +1,4 @@
-"""Shared check of the trainable models' tests: trained twice with one seed, then POP."""
+"""Shared checks of the trainable models' tests: trained twice with one seed, then POP; whole rows against prefix rows."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,3 +18,21 @@ def train_twice_and_pop(model: str, root, name: str, overrides: dict, tmp_path):
     np.testing.assert_array_equal(first.ranks["test_full"], second.ranks["test_full"])
     pop = run_once("pop", name, 0, tmp_path / "pop", data_root=root).metrics["test"]["full"]
     return first, pop
+
+
+def assert_whole_rows_loss_is_prefix_rows_loss(model, whole_rows, prefix_rows) -> None:
+    """``model.calculate_loss`` on whole-sequence rows, times the number of prefix rows,
+    equals the summed full-softmax cross-entropy of ``full_sort_predict`` on those prefix
+    rows (RecBole's training rows, one target each). The item embedding is scaled up
+    first: an untrained model's loss is ~log(n_items) at every position, so a wrong
+    target or mask would pass unnoticed."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        model.item_embedding.weight.mul_(20)
+        per_position = model.calculate_loss(whole_rows) * len(prefix_rows)
+        scores = model.full_sort_predict(prefix_rows)
+        scores[:, 0] = -torch.inf
+        prefix = F.cross_entropy(scores, prefix_rows["item_id"], reduction="sum")
+    torch.testing.assert_close(per_position, prefix, rtol=1e-5, atol=1e-3)
