@@ -6,8 +6,8 @@ sequence holds 40 prediction targets (a window that overlaps the one before it h
 targets from its ``loss_start`` on only, :func:`bench.data.whole_sequence_rows`).
 RecBole's models (and the NARM paper) train on one row per prefix: one target per
 row. So ``train_batch_size: 512`` means 512 targets to them and, counted in
-sequences, ~40x more targets per step to us, with ~40x fewer optimiser steps per epoch (measured on MovieLens-100k: 5 Adam steps per
-NARM epoch against RecBole's 190).
+sequences, ~40x more targets per step to us, with ~40x fewer optimiser steps per
+epoch (measured on MovieLens-100k: 5 Adam steps per NARM epoch against RecBole's 190).
 
 ``batch_unit`` says what ``train_batch_size`` counts:
 
