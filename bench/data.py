@@ -146,6 +146,8 @@ def whole_sequence_rows(train, stride: int | None = None):
     first targets see few items; ``stride = 1`` is every prefix row, one loss each,
     exactly RecBole's training rows.
     """
+    from recbole.data.interaction import Interaction
+
     max_len = int(train.field2seqlen[train.item_id_list_field])
     stride = max_len if stride is None else int(stride)
     if not 1 <= stride <= max_len:
@@ -163,8 +165,6 @@ def whole_sequence_rows(train, stride: int | None = None):
     lengths = rows[train.item_list_length_field].numpy().astype(np.int64)
     earliest = position[keep] < stride  # no window before it: it trains every target it has
     loss_start = np.where(earliest, 0, lengths - stride)
-    from recbole.data.interaction import Interaction
-
     rows.update(Interaction({LOSS_START_FIELD: torch.as_tensor(loss_start, dtype=torch.long)}))
     return train.copy(rows)
 

@@ -1,4 +1,5 @@
-"""Shared checks of the trainable models' tests: trained twice with one seed, then POP; whole rows against prefix rows."""
+"""Shared checks of the trainable models' tests: trained twice with one seed, then POP;
+the loss on whole-sequence rows against the loss on prefix rows."""
 from __future__ import annotations
 
 import numpy as np
