@@ -7,6 +7,9 @@ evaluator, early stopping on the validation **NDCG@10 (full ranking)**, the best
 epoch's model tested once. Both models of a pair get the same embedding size,
 hidden size and batch size, set explicitly (:data:`PAIRS`); the batch size counts
 prediction targets on both sides (``batch_unit: targets``, :mod:`bench.batching`).
+Two batch settings (``--batches``): each paper's (NARM 512, SASRec 128, GRU4Rec 128
+targets) and RecBole's default ``train_batch_size`` (2048 targets; NARM and SASRec).
+The speed-up depends on it, so the report gives both.
 
 RecBole trains on every padded prefix of every sequence (~97k rows on ml100k, one
 loss term per row); ours train on whole sequences with a loss at every position
@@ -27,7 +30,8 @@ reach" can swing by several epochs. Each seed's speed-up is against RecBole's ru
 with the same seed; the summary gives all of them and their median.
 
     python -m bench.benchmarks.model_speed [--seeds 0,1,2] [--recbole-epochs 3]
-        [--threads auto] [--models narm,sasrec,gru4rec] [--out reports/model_speed.md]
+        [--threads auto] [--models narm,sasrec,gru4rec] [--batches papers,recbole]
+        [--out reports/model_speed.md]
 
 Writes the markdown tables (after every run, so a cut-off run keeps what it has)
 to ``--out`` with the command, commit, machine load and per-epoch curves.
@@ -69,6 +73,12 @@ class Pair:
     recbole_overrides: dict
     ours: list[tuple[str, dict]] = field(default_factory=list)
     ours_max_epochs: int = 50  # keeps the whole benchmark within an hour on 2 shared cores
+    batches: str = "papers"  # which batch setting (--batches): "papers" or "recbole"
+    label: str = ""  # the pair's name in the report; the model's by default
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model
 
 
 NARM_OURS = {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512, "batch_unit": "targets"}
@@ -78,6 +88,7 @@ SASREC_OURS = {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "dropout_prob": 0
 # apart, not disjoint ones, so every target sees at least 26 items before it (where it
 # has them), closer to RecBole's prefix rows, which give it 50 (bench.data.whole_sequence_rows).
 OVERLAP_STRIDE = 25
+RECBOLE_BATCH = 2048  # RecBole's default train_batch_size (properties/overall.yaml)
 
 PAIRS = [
     # Batches count prediction targets on both sides: RecBole's rows are prefixes, one
@@ -108,7 +119,22 @@ PAIRS = [
          "(ours: 128 session-parallel lanes)",
          {"embedding_size": 128, "hidden_size": 128, "num_layers": 1, "train_batch_size": 128},
          [("ours", {"layers": [128], "constrained_embedding": True, "train_batch_size": 128})], ours_max_epochs=25),
+    # The same NARM and SASRec pairs at RecBole's default train_batch_size, 2048 targets
+    # on both sides: what a RecBole user gets without setting it. Our cost per step grows
+    # slower with the batch than RecBole's (a whole-sequence step is short on arithmetic
+    # at 512 targets), so the per-epoch ratio depends on it. GRU4Rec has no such pair:
+    # 2048 session-parallel lanes would outnumber ml-100k's ~2000 training sessions.
+    Pair("narm", "recbole:NARM", "embedding 50, hidden 100, batch 2048 targets (RecBole's default batch)",
+         {"embedding_size": 50, "hidden_size": 100, "n_layers": 1, "train_batch_size": RECBOLE_BATCH},
+         [("ours", {**NARM_OURS, "train_batch_size": RECBOLE_BATCH})],
+         ours_max_epochs=40, batches="recbole", label=f"narm (batch {RECBOLE_BATCH})"),
+    Pair("sasrec", "recbole:SASRec", "as sasrec, batch 2048 targets (RecBole's default batch)",
+         {"hidden_size": 50, "inner_size": 50, "n_layers": 2, "n_heads": 1, "hidden_dropout_prob": 0.2,
+          "attn_dropout_prob": 0.2, "hidden_act": "relu", "train_batch_size": RECBOLE_BATCH},
+         [("ours (CE)", {**SASREC_OURS, "loss_type": "CE", "train_batch_size": RECBOLE_BATCH})],
+         ours_max_epochs=50, batches="recbole", label=f"sasrec (batch {RECBOLE_BATCH})"),
 ]
+BATCH_SETTINGS = ("papers", "recbole")
 
 
 @dataclass
@@ -353,7 +379,7 @@ def write_report(path: Path, rows: list[Row], meta: dict, finished: bool) -> str
         "negatives (HR@10, NDCG@10). Ties: mean of optimistic and pessimistic rank.",
         "",
         "Pairs (set explicitly on both sides):",
-        *[f"- {p.model}: {p.sizes}." for p in PAIRS if p.model in meta["models"]],
+        *[f"- {p.name}: {p.sizes}." for p in PAIRS if p.name in meta["pairs"]],
         "",
         "Paired differences of test NDCG@10 per user (943 users), paired Wilcoxon signed-rank test:",
         *paired_notes(rows),
@@ -375,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default="dataset_atomic")
     parser.add_argument("--name", default="ml100k", help="converted dataset name (not ml-100k: RecBole reserves it)")
     parser.add_argument("--models", default="narm,sasrec,gru4rec")
+    parser.add_argument("--batches", default=",".join(BATCH_SETTINGS),
+                        help="papers: each paper's batch (NARM 512, SASRec 128, GRU4Rec 128 targets); "
+                             f"recbole: RecBole's default, {RECBOLE_BATCH} targets (NARM, SASRec)")
     parser.add_argument("--recbole-epochs", type=int, default=3, help="RecBole's fixed epoch budget")
     parser.add_argument("--ours-epochs", type=int, default=None,
                         help="most epochs for ours (default: per model, Pair.ours_max_epochs; early stopping ends sooner)")
@@ -400,18 +429,21 @@ def main(argv: list[str] | None = None) -> int:
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    pairs = [p for p in PAIRS if p.model in models]
+    batches = {b.strip() for b in args.batches.split(",") if b.strip()}
+    if not batches <= set(BATCH_SETTINGS):
+        parser.error(f"--batches takes {', '.join(BATCH_SETTINGS)}, not {args.batches!r}")
+    pairs = [p for p in PAIRS if p.model in models and p.batches in batches]
     meta = {
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "bench.benchmarks.model_speed",
                                                        *(sys.argv[1:] if argv is None else argv)]),
         "commit": commit(),
-        "digests": file_digests([REPO / "custom_models" / f"{p.model}.py" for p in pairs]
+        "digests": file_digests([REPO / "custom_models" / f"{m}.py" for m in dict.fromkeys(p.model for p in pairs)]
                                 + ([REPO / "custom_models" / "per_position.py", REPO / "custom_models" / "gru4rec_trainer.py"])),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "threads": threads, "uptime_start": start_load, "t0": t0, "name": args.name, "seeds": seeds,
-        "ours_epochs": {p.model: min(p.ours_max_epochs, args.ours_epochs or p.ours_max_epochs) for p in pairs},
+        "ours_epochs": {p.name: min(p.ours_max_epochs, args.ours_epochs or p.ours_max_epochs) for p in pairs},
         "stopping_step": args.stopping_step,
-        "recbole_epochs": args.recbole_epochs, "models": models,
+        "recbole_epochs": args.recbole_epochs, "pairs": [p.name for p in pairs],
     }
     print(f"start: {start_load}; torch threads {threads}", flush=True)
     common = {"valid_metric": VALID_METRIC.upper(), "show_progress": False}
@@ -430,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, (seed, pair, variant) in enumerate(plan):
             essential = variant is None or variant is pair.ours[0]
             if not essential and time.perf_counter() - t0 > 60 * args.deadline_minutes:
-                print(f"{pair.model} {variant[0]} seed {seed}: skipped, past the {args.deadline_minutes}-minute deadline",
+                print(f"{pair.name} {variant[0]} seed {seed}: skipped, past the {args.deadline_minutes}-minute deadline",
                       flush=True)
                 continue
             if variant is None:
@@ -442,10 +474,10 @@ def main(argv: list[str] | None = None) -> int:
                 label, name = variant[0], pair.model
                 settings = {**common, **variant[1], "stopping_step": args.stopping_step,
                             "epochs": min(pair.ours_max_epochs, args.ours_epochs or pair.ours_max_epochs)}
-            print(f"{pair.model} {label}, seed {seed} ({pair.sizes}) ...", flush=True)
+            print(f"{pair.name} {label}, seed {seed} ({pair.sizes}) ...", flush=True)
             result, wall = run(name, seed, settings, args, Path(tmp) / f"run-{i}")
             progress(label, result, wall)
-            rows.append(Row(pair.model, label, seed, result, wall))
+            rows.append(Row(pair.name, label, seed, result, wall))
             write_report(out, rows, meta, finished=False)
     text = write_report(out, rows, meta, finished=True)
     if args.curves_json:
