@@ -129,7 +129,25 @@ def _load_negatives(dataset, path: Path) -> torch.Tensor | None:
 LOSS_START_FIELD = "loss_start"  # per whole-sequence row: positions before it are context only
 
 
-def whole_sequence_rows(train, stride: int | None = None):
+def window_stride(stride: int | float | None, max_len: int) -> int:
+    """``train_stride`` in items: an int counts items; a float in (0, 1] is a fraction of
+    ``max_len`` (rounded, at least 1), so one setting fits datasets converted with any
+    ``max_len``; None is ``max_len`` (disjoint windows)."""
+    if stride is None:
+        return max_len
+    if isinstance(stride, bool) or not isinstance(stride, (int, float, np.integer, np.floating)):
+        raise ValueError(f"train_stride must be a number of items or a fraction of max_len, not {stride!r}")
+    if isinstance(stride, (float, np.floating)):
+        if not 0 < stride <= 1:
+            raise ValueError(f"train_stride {stride}: a fraction of max_len must be in (0, 1]; "
+                             "give a whole number of items as an int")
+        return max(1, round(float(stride) * max_len))
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"train_stride must be between 1 and max_len = {max_len}, not {stride}")
+    return int(stride)
+
+
+def whole_sequence_rows(train, stride: int | float | None = None):
     """The training rows that hold whole sequences, for per-position training.
 
     The converter writes every prefix of a sequence, shortest first. The longest row
@@ -144,14 +162,13 @@ def whole_sequence_rows(train, stride: int | None = None):
     that many, against ``max_len`` in RecBole's prefix row (which the test cases also
     get): ``stride = max_len`` gives disjoint windows, the cheapest, where a window's
     first targets see few items; ``stride = 1`` is every prefix row, one loss each,
-    exactly RecBole's training rows.
+    exactly RecBole's training rows. A float ``stride`` is a fraction of ``max_len``
+    (:func:`window_stride`): 0.5 is 25 items apart on a 50-item window.
     """
     from recbole.data.interaction import Interaction
 
     max_len = int(train.field2seqlen[train.item_id_list_field])
-    stride = max_len if stride is None else int(stride)
-    if not 1 <= stride <= max_len:
-        raise ValueError(f"train_stride must be between 1 and max_len = {max_len}, not {stride}")
+    stride = window_stride(stride, max_len)
     uid = train.inter_feat[train.uid_field].numpy()
     n = len(uid)
     starts = np.r_[True, uid[1:] != uid[:-1]] if n else np.zeros(0, dtype=bool)

@@ -408,6 +408,7 @@ def test_real_tuning_job_on_the_diginetica_slice(diginetica_slice, tmp_path, loc
         assert trial.intermediate_values  # the epoch's validation score was reported
     saved = yaml.safe_load(Path(result.best_path).read_text())
     assert set(saved["params"]) == {"learning_rate", "embedding_size", "hidden_size", "dropout_probs",
-                                    "train_batch_size"}
+                                    "train_batch_size", "train_stride"}
+    assert saved["params"]["train_stride"] in (1.0, 0.5, 0.25)  # a fraction of max_len: fits any dataset
     assert saved["provenance"]["value"] == pytest.approx(max(t.value for t in study.trials))
     assert Path(result.report_path).is_file()

@@ -8,7 +8,7 @@ import torch
 
 import bench  # noqa: F401
 from bench.batching import TargetBatchLoader
-from bench.data import LOSS_START_FIELD, load_splits, make_config, whole_sequence_rows
+from bench.data import LOSS_START_FIELD, load_splits, make_config, whole_sequence_rows, window_stride
 from bench.registry import resolve_model
 from bench.runner import train_loader
 from custom_models.narm import BenchNARM
@@ -61,9 +61,19 @@ def test_every_target_is_trained_once_with_at_least_max_len_minus_stride_plus_on
 
 def test_a_stride_outside_one_to_max_len_is_refused(ml100k_narm):
     _, _, splits = ml100k_narm
-    for stride in (0, 51):
+    for stride in (0, 51, 0.0, 1.5, -0.5, True, "25"):
         with pytest.raises(ValueError, match="train_stride"):
             whole_sequence_rows(splits.train, stride)
+
+
+@pytest.mark.parametrize("fraction, items", [(1.0, 50), (0.5, 25), (0.25, 12), (0.001, 1)])
+def test_a_float_stride_is_that_fraction_of_max_len(ml100k_narm, fraction, items):
+    _, _, splits = ml100k_narm
+    as_fraction = whole_sequence_rows(splits.train, fraction).inter_feat
+    as_items = whole_sequence_rows(splits.train, items).inter_feat
+    for field in ("user_id", "item_id", "item_length", LOSS_START_FIELD):
+        assert torch.equal(as_fraction[field], as_items[field])
+    assert window_stride(fraction, 200) == max(1, round(fraction * 200))
 
 
 @pytest.mark.parametrize("model_class", [BenchNARM, BenchSASRec])
