@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from custom_models.fast_ops import Dropout, dropout, gru_cell, linear, lookup, packed_gru
+from custom_models.fast_ops import Dropout, dropout, gru_cell, item_cross_entropy, linear, lookup, packed_gru
 
 
 def test_fast_ops_compute_what_pytorch_computes():
@@ -68,3 +68,32 @@ def test_packed_gru_refuses_a_gru_it_does_not_implement():
     packed = pack_padded_sequence(torch.randn(2, 3, 4), torch.tensor([3, 2]), batch_first=True)
     with pytest.raises(ValueError, match="bias-free"):
         packed_gru(packed, nn.GRU(4, 3, batch_first=True))
+
+
+@pytest.mark.parametrize("n, n_items", [(1, 2), (37, 11), (300, 1683)])
+def test_item_cross_entropy_is_cross_entropy_over_every_item_but_padding(n, n_items):
+    gen = torch.Generator().manual_seed(n)
+    output = torch.randn(n, 8, generator=gen, requires_grad=True)
+    weight = (3 * torch.randn(n_items, 8, generator=gen)).requires_grad_()  # peaked softmax: a wrong target shows
+    targets = torch.randint(1, n_items, (n,), generator=gen)
+    ours = item_cross_entropy(output, weight, targets)
+    ours.backward()
+    mine = output.grad.clone(), weight.grad.clone()
+    output.grad = weight.grad = None
+    padding = torch.zeros(n_items)
+    padding[0] = -torch.inf
+    theirs = torch.nn.functional.cross_entropy(torch.nn.functional.linear(output, weight, padding), targets)
+    theirs.backward()
+    assert torch.allclose(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(mine[0], output.grad, atol=1e-6) and torch.allclose(mine[1], weight.grad, atol=1e-6)
+    assert torch.all(mine[1][0] == 0)  # padding never a candidate: no gradient
+
+
+def test_item_cross_entropy_refuses_padding_targets_and_a_second_backward():
+    output, weight = torch.randn(3, 4, requires_grad=True), torch.randn(5, 4, requires_grad=True)
+    with pytest.raises(ValueError, match="padding"):
+        item_cross_entropy(output, weight, torch.tensor([1, 0, 2]))
+    loss = item_cross_entropy(output, weight, torch.tensor([1, 4, 2]))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="twice"):
+        loss.backward()
