@@ -361,6 +361,8 @@ def write_report(path: Path, rows: list[Row], meta: dict, finished: bool) -> str
         + f" epochs, stopping after {meta['stopping_step']} epochs without "
         f"improvement; RecBole: a fixed budget of {meta['recbole_epochs']} epochs (best of them kept).",
         "",
+        *([f"Skipped, past the {meta['deadline_minutes']:g}-minute deadline for extra variants: "
+           + "; ".join(meta["skipped"]) + ".", ""] if meta["skipped"] else []),
         "Over all seeds (each seed's speed-up is against RecBole's run with the same seed; *n.r.*: never reached):",
         "",
         summary_table(rows),
@@ -444,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "ours_epochs": {p.name: min(p.ours_max_epochs, args.ours_epochs or p.ours_max_epochs) for p in pairs},
         "stopping_step": args.stopping_step,
         "recbole_epochs": args.recbole_epochs, "pairs": [p.name for p in pairs],
+        "deadline_minutes": args.deadline_minutes, "skipped": [],
     }
     print(f"start: {start_load}; torch threads {threads}", flush=True)
     common = {"valid_metric": VALID_METRIC.upper(), "show_progress": False}
@@ -464,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             if not essential and time.perf_counter() - t0 > 60 * args.deadline_minutes:
                 print(f"{pair.name} {variant[0]} seed {seed}: skipped, past the {args.deadline_minutes}-minute deadline",
                       flush=True)
+                meta["skipped"].append(f"{pair.name} {variant[0]}, seed {seed}")
                 continue
             if variant is None:
                 label, name = "RecBole", pair.recbole
