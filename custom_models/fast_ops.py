@@ -16,9 +16,9 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
 * :func:`gru_cell` (``nn.GRUCell``): PyTorch's GRU equations on :func:`linear`.
 * :func:`item_cross_entropy` (``F.cross_entropy`` over a full-catalogue ``F.linear``):
   the softmax is taken in place on the logits and its gradient written straight into
-  them, and two of the three products go through oneDNN (Diginetica's 43k items,
-  512 targets: 206 -> 107 ms forward + backward; ml-100k's 1.7k items, 2048 targets:
-  11.4 -> 7.9 ms).
+  them, and two of the three products go through oneDNN (forward + backward,
+  ``python -m bench.benchmarks.softmax_loss_speed``: Diginetica's 43k items, 512
+  targets, 204 -> 105 ms; ml-100k's 1.7k items, 512 or 2048 targets, 1.34x).
 * :func:`packed_gru` (a one-layer ``nn.GRU`` on a ``PackedSequence``): PyTorch's own
   forward, and a backward that recomputes every gate at once and leaves only two
   small ops per time step in the loop (NARM's GRU on MovieLens-100k, 12 rows of
