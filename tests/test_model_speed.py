@@ -1,0 +1,70 @@
+"""The speed benchmark's bookkeeping: which settings each pair shares, and how "time to
+reach RecBole's best validation score" is read off the per-epoch curves. (Timing itself
+stays out of the tests: `python -m bench.benchmarks.model_speed` measures it.)"""
+from __future__ import annotations
+
+import pytest
+
+from bench.benchmarks import model_speed
+from bench.benchmarks.model_speed import (PAIRS, Row, median_or_unreached, reach_and_speedup, recbole_defaults,
+                                          seconds_to_reach)
+from bench.runner import RunResult
+
+
+def result(scores: list[float], train: list[float], valid: list[float]) -> RunResult:
+    curve = [{"epoch": i, "train_seconds": t, "valid_seconds": v, "valid": {"ndcg@10": s}}
+             for i, (s, t, v) in enumerate(zip(scores, train, valid))]
+    return RunResult(config={}, metrics={}, ranks={}, curve=curve, epochs_trained=len(curve))
+
+
+def test_recbole_defaults_are_the_installed_packages_own():
+    narm, sasrec = recbole_defaults("NARM"), recbole_defaults("SASRec")
+    assert (narm["embedding_size"], narm["hidden_size"], narm["train_batch_size"]) == (64, 128, 2048)
+    assert (sasrec["hidden_size"], sasrec["n_layers"], sasrec["n_heads"], sasrec["inner_size"]) == (64, 2, 2, 256)
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p.name)
+def test_both_sides_of_a_pair_share_embedding_hidden_and_batch_size(pair):
+    theirs = {**recbole_defaults(pair.recbole.split(":")[1]), **pair.recbole_overrides}
+    for label, ours in pair.ours:
+        if pair.model == "gru4rec":  # ours: one constrained layer, so embedding = hidden
+            assert ours["layers"] == [theirs["hidden_size"]] == [theirs["embedding_size"]]
+            assert ours["train_batch_size"] == theirs["train_batch_size"]
+            continue
+        assert ours["batch_unit"] == "targets", label  # RecBole's rows are one target each
+        keys = ["hidden_size", "train_batch_size"] + (["embedding_size"] if pair.model == "narm" else
+                                                      ["n_layers", "n_heads"])
+        assert {k: ours[k] for k in keys} == {k: theirs[k] for k in keys}, label
+
+
+def test_time_to_reach_counts_training_and_validation_until_the_first_epoch_at_the_target():
+    ours = result([0.02, 0.05, 0.04, 0.07], train=[1.0, 1.0, 1.0, 1.0], valid=[0.5, 0.5, 0.5, 0.5])
+    assert seconds_to_reach(ours, 0.05) == pytest.approx(3.0)
+    assert seconds_to_reach(ours, 0.06) == pytest.approx(6.0)
+    assert seconds_to_reach(ours, 0.08) is None
+
+
+def test_speed_up_is_against_recbole_s_best_of_its_budget_with_the_same_seed():
+    recbole = result([0.03, 0.06, 0.05], train=[20.0, 20.0, 20.0], valid=[1.0, 1.0, 1.0])  # best .06 at 42 s
+    ours = result([0.04, 0.061], train=[2.0, 2.0], valid=[0.1, 0.1])  # reaches .06 at 4.2 s
+    other_seed = result([0.09], train=[100.0], valid=[1.0])
+    rows = [Row("narm", "RecBole", 0, recbole, 60.0), Row("narm", "ours", 0, ours, 5.0),
+            Row("narm", "RecBole", 1, other_seed, 100.0)]
+    reach, speedup = reach_and_speedup(rows, rows[1])
+    assert reach == pytest.approx(4.2) and speedup == pytest.approx(10.0)
+    assert reach_and_speedup(rows, rows[0]) == (pytest.approx(42.0), None)  # RecBole's own row: no ratio
+    never = Row("narm", "ours", 1, result([0.05], [2.0], [0.1]), 3.0)
+    assert reach_and_speedup(rows + [never], never) == (None, None)
+
+
+def test_median_ranks_never_reached_below_every_speed_up():
+    assert median_or_unreached([12.0, 3.0, 8.0]) == 8.0
+    assert median_or_unreached([12.0, None, 8.0]) == 8.0
+    assert median_or_unreached([12.0, None, None]) is None
+    assert median_or_unreached([4.0, 10.0]) == 7.0
+
+
+def test_batch_settings_select_pairs():
+    settings = {p.batches for p in PAIRS}
+    assert settings == set(model_speed.BATCH_SETTINGS)
+    assert len({p.name for p in PAIRS}) == len(PAIRS)  # report rows are keyed by the pair's name
