@@ -140,7 +140,8 @@ PAIRS = [
     # 2048), against ours at the same embedding size, hidden size and batch (SASRec: also
     # blocks and heads); the rest of ours stays its paper's (NARM's dropouts; SASRec's FFN
     # of width d with ReLU, dropout 0.2). These are the settings behind the issue's
-    # "77-238 s per epoch" (RecBole's defaults run at 40 / 98 s here for NARM / SASRec).
+    # "77-238 s per epoch" (RecBole's defaults run at 39-50 / 98-156 s per epoch here for
+    # NARM / SASRec, quiet to noisy).
     # GRU4Rec has no such pair: 2048 session-parallel lanes would outnumber ml-100k's
     # ~2000 training sessions.
     Pair("narm", "recbole:NARM",
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stopping-step", type=int, default=5,
                         help="ours: epochs without improvement before stopping (the harness's stopping_step)")
     parser.add_argument("--seeds", default="0,1,2",
-                        help="comma-separated; ~10 minutes each (one seed's validation, 943 users, is noisy)")
+                        help="comma-separated; ~17-22 minutes each (one seed's validation, 943 users, is noisy)")
     parser.add_argument("--threads", default="auto", help="torch threads; auto: 2 if the 1-minute load < 1, else 1")
     parser.add_argument("--skip-recbole", action="store_true", help="ours only (a quick check)")
     parser.add_argument("--out", default="reports/model_speed.md")
