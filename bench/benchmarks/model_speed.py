@@ -95,10 +95,11 @@ OVERLAP_STRIDE = 25
 def recbole_defaults(model: str) -> dict:
     """What RecBole 1.2.1 runs ``model`` with when nothing is set: its ``overall.yaml``
     under the model's own YAML (the files of the installed package)."""
-    import recbole
     import yaml
 
-    properties = Path(recbole.__file__).parent / "properties"
+    from bench.config_keys import recbole_properties
+
+    properties = recbole_properties()
     settings: dict = {}
     for path in (properties / "overall.yaml", properties / "model" / f"{model}.yaml"):
         settings.update(yaml.safe_load(path.read_text()) or {})
