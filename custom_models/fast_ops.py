@@ -105,23 +105,29 @@ class _ItemCrossEntropy(torch.autograd.Function):
     """Mean ``-log softmax(output @ items.T)[target]`` with ``items = weight[1:]``.
 
     Row 0 of ``weight`` is padding, never a candidate; ``targets`` are item ids >= 1.
-    Forward turns the [N, n_items] logits into probabilities in place and keeps them;
-    backward turns them into the logits' gradient in place (``(p - onehot) / N``), so
-    no other [N, n_items] tensor is made. Backward can run only once.
+    Forward keeps the [N, n_items] probabilities (the logits are freed); backward turns
+    them into the logits' gradient in place (``(p - onehot) / N``), so no other
+    [N, n_items] tensor is kept. Backward can run only once.
     """
 
     @staticmethod
     def forward(ctx, output, weight, targets):
-        items = weight[1:]
-        probs = _ONEDNN_LINEAR(output, items, None, "none", [], "")
-        rows = torch.arange(len(targets), device=targets.device)
-        target_logit = probs[rows, targets - 1]
-        top = probs.max(1, keepdim=True).values
-        total = probs.sub_(top).exp_().sum(1, keepdim=True)
-        probs.div_(total)
+        logits = _ONEDNN_LINEAR(output, weight[1:], None, "none", [], "")
+        # PyTorch's fused softmax passes over each row while it is in cache: half the
+        # time of max, exp and sum as separate passes over the whole [N, n_items] matrix
+        probs = torch.softmax(logits, 1)
+        column = targets - 1
+        p_target = probs[torch.arange(len(targets), device=targets.device), column]
+        losses = -torch.log(p_target)
+        # a target more than ~70 nats below the log-partition underflows to p ~ 0: its
+        # loss is computed from its logits instead (the gradient needs only probs)
+        far = torch.nonzero(p_target < 1e-30).squeeze(1)
+        if len(far):
+            far_logits = logits.index_select(0, far)
+            losses[far] = torch.logsumexp(far_logits, 1) - far_logits.gather(1, column[far].view(-1, 1)).squeeze(1)
         ctx.save_for_backward(output, weight, targets, probs)
         ctx.spent = False
-        return (total.log_().add_(top).squeeze(1) - target_logit).mean()
+        return losses.mean()
 
     @staticmethod
     def backward(ctx, grad):

@@ -40,12 +40,14 @@ Deviations and choices the paper leaves open:
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bench.compat  # noqa: F401
-from custom_models.fast_ops import Dropout, packed_gru
+from custom_models.fast_ops import Dropout, linear, packed_gru
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_start_of, make_softmax_loss,
                                          position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -80,20 +82,26 @@ class CausalLocalAttention(torch.autograd.Function):
     """NARM's local context after every position, ``c_l[b, t] = sum_{j<=t} alpha_tj h_j`` with
     ``alpha_tj = v . sigmoid(q_t + k_j)`` (``q = A1 h``, ``k = A2 h``), in one pass.
 
-    The sigmoid is a [rows, T, J, H] tensor, so it is built block by block and rebuilt
-    in backward rather than stored: memory stays one block, whatever the batch. (It is
-    ``torch.utils.checkpoint`` by hand, with the gradients written out, which avoids
-    autograd's full-size gradient per block.) Positions ``>= lengths`` hold garbage.
+    The sigmoid is a [rows, T, J, H] tensor, so it is built block by block. Blocks up to
+    ``keep_elements`` numbers in all are kept for backward; the rest are rebuilt there,
+    so memory stays bounded whatever the batch. (Rebuilding is ``torch.utils.checkpoint``
+    by hand, with the gradients written out, which avoids autograd's full-size gradient
+    per block.) Positions ``>= lengths`` hold garbage.
     """
 
     @staticmethod
-    def forward(ctx, query, keys, hidden, v, lengths, block_elements: int):
+    def forward(ctx, query, keys, hidden, v, lengths, block_elements: int, keep_elements: int = 0):
         ctx.save_for_backward(query, keys, hidden, v, lengths)
         ctx.block_elements = block_elements
         local = torch.zeros_like(hidden)
+        kept, budget = [], keep_elements
         for rows, t0, t1, mask in _blocks(lengths, hidden, block_elements):
             s = torch.sigmoid_(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
-            local[rows, t0:t1] = ((s @ v) * mask) @ hidden[rows, :t1]
+            alpha = (s @ v) * mask
+            local[rows, t0:t1] = alpha @ hidden[rows, :t1]
+            budget -= s.numel()
+            kept.append((s, alpha) if budget >= 0 else None)
+        ctx.kept = kept  # blocks within keep_elements: backward skips rebuilding them
         return local
 
     @staticmethod
@@ -101,19 +109,24 @@ class CausalLocalAttention(torch.autograd.Function):
         query, keys, hidden, v, lengths = ctx.saved_tensors
         grad_query, grad_keys, grad_hidden = torch.zeros_like(query), torch.zeros_like(keys), torch.zeros_like(hidden)
         grad_v = v.new_zeros(1, len(v))
-        for rows, t0, t1, mask in _blocks(lengths, hidden, ctx.block_elements):
-            s = torch.sigmoid_(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
-            alpha = (s @ v) * mask  # [R, T, J]
+        # kept blocks are overwritten below: a second backward (retain_graph) rebuilds them
+        kept, ctx.kept = ctx.kept or itertools.repeat(None), None
+        for (rows, t0, t1, mask), block in zip(_blocks(lengths, hidden, ctx.block_elements), kept):
+            if block is None:
+                s = torch.sigmoid_(query[rows, t0:t1].unsqueeze(2) + keys[rows, :t1].unsqueeze(1))  # [R, T, J, H]
+                alpha = (s @ v) * mask  # [R, T, J]
+            else:
+                s, alpha = block
             grad = grad_local[rows, t0:t1]  # [R, T, H]
             grad_hidden[rows, :t1] += alpha.transpose(1, 2) @ grad
             grad_alpha = (grad @ hidden[rows, :t1].transpose(1, 2)) * mask  # [R, T, J]
             grad_v += grad_alpha.reshape(1, -1) @ s.view(-1, s.size(-1))
             # d loss / d (q_t + k_j) = grad_alpha v s (1 - s); v is applied after the sums,
             # so the [R, T, J, H] tensor is passed over three times, not six
-            ds = torch.addcmul(s, s, s, value=-1).mul_(grad_alpha.unsqueeze(-1))
+            ds = torch.addcmul(s, s, s, value=-1, out=s).mul_(grad_alpha.unsqueeze(-1))  # s is spent
             grad_query[rows, t0:t1] += ds.sum(2) * v
             grad_keys[rows, :t1] += ds.sum(1) * v
-        return grad_query, grad_keys, grad_hidden, grad_v.view(-1), None, None
+        return grad_query, grad_keys, grad_hidden, grad_v.view(-1), None, None, None
 
 
 class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
@@ -121,6 +134,9 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
     input_type = InputType.POINTWISE  # RecBole samples no negatives; any loss_type is ours
     # Largest [rows, queries, keys, hidden] block of the local attention built at once (training).
     attention_block_elements = 1 << 22
+    # Blocks kept from forward for backward, up to this many numbers in all (128 MB);
+    # the others are rebuilt in backward.
+    attention_keep_elements = 1 << 25
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -140,10 +156,12 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         init_weights(self, self.item_embedding)
 
     # -- encoder ------------------------------------------------------------------
-    def _hidden_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        """GRU states after every position [B, L, H]; 0 after a row's end (packed: no work on padding)."""
+    def _hidden_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor,
+                       sorted_lengths: bool = False) -> torch.Tensor:
+        """GRU states after every position [B, L, H]; 0 after a row's end (packed: no work on padding).
+        ``sorted_lengths``: rows come longest first, so packing needs no permutation."""
         emb = self.embedding_dropout(self.item_embedding(item_seq))
-        packed = pack_padded_sequence(emb, item_seq_len.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(emb, item_seq_len.cpu(), batch_first=True, enforce_sorted=sorted_lengths)
         return pad_packed_sequence(packed_gru(packed, self.gru), batch_first=True, total_length=item_seq.size(1))[0]
 
     def _attend(self, query: torch.Tensor, keys: torch.Tensor, hidden: torch.Tensor,
@@ -154,11 +172,14 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
 
     def _local_contexts(self, hidden: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """``c_l`` after every position [B, L, H], causal: position t attends to j <= t."""
-        return CausalLocalAttention.apply(self.A1(hidden), self.A2(hidden), hidden, self.v.weight.view(-1),
-                                          item_seq_len, self.attention_block_elements)
+        flat = hidden.flatten(0, 1)
+        query, keys = linear(flat, self.A1.weight).view_as(hidden), linear(flat, self.A2.weight).view_as(hidden)
+        return CausalLocalAttention.apply(query, keys, hidden, self.v.weight.view(-1), item_seq_len,
+                                          self.attention_block_elements, self.attention_keep_elements)
 
     def _decode(self, global_context: torch.Tensor, local_context: torch.Tensor) -> torch.Tensor:
-        return self.B(self.context_dropout(torch.cat([global_context, local_context], dim=-1)))
+        context = self.context_dropout(torch.cat([global_context, local_context], dim=-1))
+        return linear(context.flatten(0, -2), self.B.weight).view(*context.shape[:-1], -1)
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """The representation ``B c`` after every position: [B, L, embedding_size].
@@ -186,7 +207,10 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         inputs, targets, real = position_targets(interaction[self.ITEM_SEQ][order], item_seq_len,
                                                  interaction[self.POS_ITEM_ID][order],
                                                  None if start is None else start[order])
-        hidden = self._hidden_states(inputs, item_seq_len)
+        hidden = self._hidden_states(inputs, item_seq_len, sorted_lengths=True)
         local = self._local_contexts(hidden, item_seq_len)
-        output = self._decode(hidden[real], local[real])  # padding positions never reach the decoder
-        return self.softmax_loss(output, targets[real], self.item_embedding.weight)
+        # padding positions never reach the decoder
+        positions = real.view(-1).nonzero().squeeze(1)
+        output = self._decode(hidden.flatten(0, 1).index_select(0, positions),
+                              local.flatten(0, 1).index_select(0, positions))
+        return self.softmax_loss(output, targets.view(-1).index_select(0, positions), self.item_embedding.weight)

@@ -89,6 +89,22 @@ def test_item_cross_entropy_is_cross_entropy_over_every_item_but_padding(n, n_it
     assert torch.all(mine[1][0] == 0)  # padding never a candidate: no gradient
 
 
+def test_item_cross_entropy_is_exact_where_the_target_probability_underflows():
+    # logits 200 apart: the target's softmax probability is 0 in float32, its loss ~200
+    output = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    weight = torch.tensor([[0.0, 0.0], [200.0, 0.0], [0.0, 0.0], [0.0, 3.0]], requires_grad=True)
+    targets = torch.tensor([2, 3])  # row 0: logits 200 / 0 / 0, target the second (p = e^-200)
+    ours = item_cross_entropy(output, weight, targets)
+    padding = torch.tensor([-torch.inf, 0.0, 0.0, 0.0])
+    theirs = torch.nn.functional.cross_entropy(torch.nn.functional.linear(output, weight, padding), targets)
+    assert torch.isfinite(ours) and torch.allclose(ours, theirs, rtol=1e-6)
+    ours.backward()
+    grad = output.grad.clone()
+    output.grad = None
+    theirs.backward()
+    assert torch.allclose(grad, output.grad, atol=1e-6)
+
+
 def test_item_cross_entropy_refuses_padding_targets_and_a_second_backward():
     output, weight = torch.randn(3, 4, requires_grad=True), torch.randn(5, 4, requires_grad=True)
     with pytest.raises(ValueError, match="padding"):

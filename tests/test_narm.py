@@ -54,8 +54,10 @@ def test_a_future_item_never_changes_an_earlier_position(block):
             assert not torch.allclose(after[:, k], before[:, k])  # the check can fail
 
 
-@pytest.mark.parametrize("block", [1 << 22, 50])
-def test_local_attention_values_and_gradients_match_plain_autograd(block):
+@pytest.mark.parametrize("block, keep", [(1 << 22, 0), (50, 0),  # rebuilt in backward: one block, many
+                                         (1 << 22, 1 << 30), (50, 1 << 30),  # kept from forward
+                                         (50, 100)])  # the first blocks kept, the others rebuilt
+def test_local_attention_values_and_gradients_match_plain_autograd(block, keep):
     """The hand-written backward of the blocked causal attention against autograd on
     the direct formula c_l[t] = sum_{j<=t} v.sigmoid(q_t + k_j) h_j."""
     gen = torch.Generator().manual_seed(0)
@@ -71,14 +73,15 @@ def test_local_attention_values_and_gradients_match_plain_autograd(block):
         return ((alpha * torch.ones(5, 5, dtype=torch.float64).tril()) @ hidden)[real]
 
     def blocked(query, keys, hidden, v):
-        return CausalLocalAttention.apply(query, keys, hidden, v, lengths, block)[real]
+        return CausalLocalAttention.apply(query, keys, hidden, v, lengths, block, keep)[real]
 
     torch.testing.assert_close(blocked(*inputs), direct(*inputs))
     weights = torch.randn(int(real.sum()), 3, generator=gen, dtype=torch.float64)
-    ours = torch.autograd.grad((blocked(*inputs) * weights).sum(), inputs)
     expected = torch.autograd.grad((direct(*inputs) * weights).sum(), inputs)
-    for a, b in zip(ours, expected):
-        torch.testing.assert_close(a, b)
+    loss = (blocked(*inputs) * weights).sum()
+    for _ in range(2):  # a second backward through the same graph rebuilds what the first used up
+        for a, b in zip(torch.autograd.grad(loss, inputs, retain_graph=True), expected):
+            torch.testing.assert_close(a, b)
     assert torch.autograd.gradcheck(blocked, inputs)
 
 
