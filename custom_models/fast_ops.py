@@ -11,8 +11,8 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
 * :func:`lookup` (``weight[items]``): the gradient is one coalesced sparse tensor
   over the distinct rows, so the optimiser touches only those rows, and nothing
   sorts duplicates or copies slices in backward (a sparse ``nn.Embedding`` does both).
-* :func:`dropout` (``F.dropout``) and :class:`Dropout` (``nn.Dropout``): the mask comes
-  from ``rand``, ~3x cheaper than ``bernoulli_``.
+* :func:`dropout` (``F.dropout``) and :class:`Dropout` (``nn.Dropout``): the mask takes
+  16 random bits per element, four per 64-bit draw: ~6x cheaper than ``bernoulli_``.
 * :func:`gru_cell` (``nn.GRUCell``): PyTorch's GRU equations on :func:`linear`.
 * :func:`item_cross_entropy` (``F.cross_entropy`` over a full-catalogue ``F.linear``):
   the softmax is taken in place on the logits and its gradient written straight into
@@ -26,17 +26,38 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 
+def _random_16_bits(like: torch.Tensor) -> torch.Tensor:
+    """Uniform int16 numbers shaped like ``like``: four from each 64-bit draw of the generator."""
+    n = like.numel()
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_(-2 ** 63, None)
+    return draws.view(torch.int16)[:n].view(like.shape)
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout, as ``F.dropout``; the mask from ``rand`` is ~3x cheaper than ``bernoulli_`` on CPU."""
+    """Inverted dropout, as ``F.dropout``: zeros, and the rest scaled by ``1 / (1 - p)``.
+
+    The mask compares 16 random bits per element, four per draw of PyTorch's generator,
+    so an element is dropped with probability ``p`` rounded up to a multiple of 2^-16
+    (exactly ``p`` for 0.25, 0.5, ...; off by less than 1.6e-5 otherwise). On CPU the
+    generator is sequential and was most of dropout's cost: this mask takes half the
+    time of one from ``rand_like`` (fwd + bwd over a [2048, 256] batch: 2.7 -> 1.3 ms),
+    which was already ~3x cheaper than ``bernoulli_``.
+    """
     if not training or p <= 0:
         return x
-    return x * (torch.rand_like(x) >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
+    if p >= 1:
+        return x * 0.0
+    dropped = math.ceil(p * 65536)  # of the 65536 values of a 16-bit number
+    keep = (_random_16_bits(x) >= dropped - 32768).to(x.dtype)
+    return x * keep.mul_(1.0 / (1.0 - p))
 
 
 class Dropout(nn.Dropout):
@@ -106,8 +127,9 @@ class _ItemCrossEntropy(torch.autograd.Function):
 
     Row 0 of ``weight`` is padding, never a candidate; ``targets`` are item ids >= 1.
     Forward keeps the [N, n_items] probabilities (the logits are freed); backward turns
-    them into the logits' gradient in place (``(p - onehot) / N``), so no other
-    [N, n_items] tensor is kept. Backward can run only once.
+    them into ``p - onehot`` in place, multiplies that into the two gradients and scales
+    these (by ``1 / N``), so no other [N, n_items] tensor is made or passed over.
+    Backward can run only once.
     """
 
     @staticmethod
@@ -136,13 +158,15 @@ class _ItemCrossEntropy(torch.autograd.Function):
         ctx.spent = True
         output, weight, targets, probs = ctx.saved_tensors
         probs[torch.arange(len(targets), device=targets.device), targets - 1] -= 1.0
-        d_logits = probs.mul_(grad / len(targets))
+        d_logits = probs  # times `scale`, applied to the two small products rather than to it
+        scale = grad / len(targets)
         grad_output = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_output = _ONEDNN_LINEAR(d_logits, weight[1:].t(), None, "none", [], "")
+            grad_output = _ONEDNN_LINEAR(d_logits, weight[1:].t(), None, "none", [], "").mul_(scale)
         if ctx.needs_input_grad[1]:
             grad_weight = torch.zeros_like(weight)
             torch.mm(d_logits.t(), output, out=grad_weight[1:])  # oneDNN would copy d_logits.T first
+            grad_weight[1:].mul_(scale)
         return grad_output, grad_weight, None
 
 

@@ -37,6 +37,14 @@ def test_fast_ops_compute_what_pytorch_computes():
     dropped = dropout(ones, 0.3, training=True)
     assert dropped.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
     assert abs((dropped == 0).double().mean().item() - 0.3) < 0.01
+    torch.manual_seed(0)
+    for p in (0.05, 0.5, 0.9):  # over 4M elements, the drop rate is p within 0.001 (~4 standard errors)
+        assert abs((dropout(torch.ones(2001, 2003), p, training=True) == 0).double().mean().item() - p) < 1e-3
+    lanes = (dropout(torch.ones(1_000_000, 4), 0.5, training=True) == 0).double().mean(0)
+    assert torch.all((lanes - 0.5).abs() < 3e-3)  # each of a draw's four 16-bit parts is fair
+    odd = torch.ones(3, 7)  # not a multiple of four elements
+    assert dropout(odd, 0.5, training=True).shape == (3, 7)
+    assert torch.equal(dropout(odd, 1.0, training=True), torch.zeros(3, 7))
     assert dropout(ones, 0.3, training=False) is ones
     module = Dropout(0.3)
     assert module(ones).unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
