@@ -15,10 +15,10 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
   16 random bits per element, four per 64-bit draw: ~6x cheaper than ``bernoulli_``.
 * :func:`gru_cell` (``nn.GRUCell``): PyTorch's GRU equations on :func:`linear`.
 * :func:`item_cross_entropy` (``F.cross_entropy`` over a full-catalogue ``F.linear``):
-  the softmax is taken in place on the logits and its gradient written straight into
-  them, and two of the three products go through oneDNN (forward + backward,
+  PyTorch's fused softmax, kept for backward, which writes the logits' gradient straight
+  into it; two of the three products go through oneDNN (forward + backward,
   ``python -m bench.benchmarks.softmax_loss_speed``: Diginetica's 43k items, 512
-  targets, 204 -> 105 ms; ml-100k's 1.7k items, 512 or 2048 targets, 1.34x).
+  targets, 208 -> 108 ms; ml-100k's 1.7k items, 512 / 2048 targets, 1.3x / 1.9x).
 * :func:`packed_gru` (a one-layer ``nn.GRU`` on a ``PackedSequence``): PyTorch's own
   forward, and a backward that recomputes every gate at once and leaves only two
   small ops per time step in the loop (NARM's GRU on MovieLens-100k, 12 rows of
