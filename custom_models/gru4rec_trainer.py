@@ -59,18 +59,43 @@ def sessions_from_rows(dataset) -> tuple[np.ndarray, np.ndarray]:
 Step = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]  # (positions, reset, keep)
 
 
-def session_parallel(offsets: np.ndarray, batch_size: int) -> Iterator[Step]:
+SESSION_ORDERS = ("data", "random", "longest_first")
+
+
+def session_order(offsets: np.ndarray, how: str, generator: torch.Generator | None = None) -> np.ndarray | None:
+    """The order in which sessions enter the lanes (``None``: as stored).
+
+    * ``data``: as stored (the official code with ``time_sort=False``);
+    * ``random``: a new permutation every call (the official ``train_random_order``);
+    * ``longest_first``: longest sessions first, ties as stored. A lane that draws a
+      long session late keeps running after the others have run dry, so the last
+      mini-batches shrink to a few lanes; fed longest first, the lanes run dry at
+      about the same step (longest-processing-time scheduling). On MovieLens-100k
+      (943 user histories of up to 736 items, 97,171 events to predict, 128 lanes)
+      an epoch takes 1158 steps as stored and 766 longest first (760 at best).
+    """
+    if how == "data":
+        return None
+    if how == "random":
+        return torch.randperm(len(offsets) - 1, generator=generator).numpy()
+    if how == "longest_first":
+        return np.argsort(-np.diff(offsets), kind="stable")
+    raise ValueError(f"session_order must be one of {', '.join(SESSION_ORDERS)}, not {how!r}")
+
+
+def session_parallel(offsets: np.ndarray, batch_size: int, order: np.ndarray | None = None) -> Iterator[Step]:
     """Session-parallel mini-batches: yields ``(positions, reset, keep)`` per step.
 
     Lane ``k`` reads the event at ``positions[k]`` and predicts the one at
     ``positions[k] + 1``. ``reset[k]``: the lane has just started a new session, so
     its hidden state must be zero. ``keep``: ``None``, or which of the previous
     step's lanes are still running (a lane is dropped when no session is left to
-    start in it, so the last mini-batches shrink). Sessions enter lanes in order;
-    sessions of one item (nothing to predict) are skipped.
+    start in it, so the last mini-batches shrink). Sessions enter lanes in
+    ``order`` (session indices; default: as stored); sessions of one item (nothing
+    to predict) are skipped.
     """
     sizes = np.diff(offsets)
-    sessions = np.flatnonzero(sizes >= 2)
+    sessions = np.flatnonzero(sizes >= 2) if order is None else order[sizes[order] >= 2]
     lanes = min(batch_size, len(sessions))
     if lanes == 0:
         return
@@ -154,6 +179,7 @@ class AdagradM(Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, momentum, eps = group["lr"], group["momentum"], group["eps"]
+            dense = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -163,23 +189,45 @@ class AdagradM(Optimizer):
                     if momentum > 0:
                         state["mom"] = torch.zeros_like(p)
                 if p.grad.is_sparse:
-                    grad = p.grad.coalesce()  # repeated rows are summed before squaring
-                    rows, values = grad.indices()[0], grad.values()
-                    acc = state["acc"].index_select(0, rows).addcmul_(values, values)
-                    state["acc"].index_copy_(0, rows, acc)
-                    update = values.mul(-lr).div_(acc.add_(eps).sqrt_())
-                    if momentum > 0:
-                        update = state["mom"].index_select(0, rows).mul_(momentum).add_(update)
-                        state["mom"].index_copy_(0, rows, update)
-                    p.index_add_(0, rows, update)
-                    continue
-                grad = p.grad
-                denom = state["acc"].addcmul_(grad, grad).add(eps).sqrt_()
-                if momentum > 0:
-                    p.add_(state["mom"].mul_(momentum).addcdiv_(grad, denom, value=-lr))
+                    self._sparse_step(p, state, lr, momentum, eps)
                 else:
-                    p.addcdiv_(grad, denom, value=-lr)
+                    dense.append(p)
+            if dense:
+                self._dense_step(dense, lr, momentum, eps)
         return loss
+
+    def _dense_step(self, params: list[torch.Tensor], lr: float, momentum: float, eps: float) -> None:
+        """The update of every dense parameter at once (a few multi-tensor ops, the same arithmetic)."""
+        grads = [p.grad for p in params]
+        acc = [self.state[p]["acc"] for p in params]
+        torch._foreach_addcmul_(acc, grads, grads)
+        denom = torch._foreach_add(acc, eps)
+        torch._foreach_sqrt_(denom)
+        if momentum > 0:
+            mom = [self.state[p]["mom"] for p in params]
+            torch._foreach_mul_(mom, momentum)
+            torch._foreach_addcdiv_(mom, grads, denom, value=-lr)
+            torch._foreach_add_(params, mom)
+        else:
+            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+
+    def _sparse_step(self, p: torch.Tensor, state: dict, lr: float, momentum: float, eps: float) -> None:
+        grad = p.grad
+        # repeated rows must be summed before squaring. Autograd drops the "coalesced"
+        # flag of the gradients of fast_ops.lookup, so strictly increasing rows are
+        # recognised here rather than sorted again.
+        rows = grad._indices()[0]
+        if not (grad.is_coalesced() or len(rows) < 2 or bool((rows[1:] > rows[:-1]).all())):
+            grad = grad.coalesce()
+            rows = grad._indices()[0]
+        values = grad._values()
+        acc = state["acc"].index_select(0, rows).addcmul_(values, values)
+        state["acc"].index_copy_(0, rows, acc)
+        update = values.mul(-lr).div_(acc.add_(eps).sqrt_())
+        if momentum > 0:
+            update = state["mom"].index_select(0, rows).mul_(momentum).add_(update)
+            state["mom"].index_copy_(0, rows, update)
+        p.index_add_(0, rows, update)
 
 
 class GRU4RecTrainer(HarnessTrainer):
@@ -192,6 +240,9 @@ class GRU4RecTrainer(HarnessTrainer):
         self.sample_alpha = float(config["sample_alpha"])
         self.cache_size = int(config["sample_cache_size"] or 10_000_000)
         self.generator = torch.Generator().manual_seed(int(config["seed"]))
+        self.session_order = str(config["session_order"] or "data")
+        if self.session_order not in SESSION_ORDERS:
+            raise ValueError(f"session_order must be one of {', '.join(SESSION_ORDERS)}, not {self.session_order!r}")
         self._sessions = None  # (dataset, items, offsets), rebuilt when the dataset changes
         self._prepared_for = None  # the items array that sampler and log_counts belong to
         self.sampler: PopularitySampler | None = None
@@ -225,7 +276,7 @@ class GRU4RecTrainer(HarnessTrainer):
         model = self.model
         model.train()
         events = torch.as_tensor(items, device=self.device)
-        steps = session_parallel(offsets, self.batch_size)
+        steps = session_parallel(offsets, self.batch_size, session_order(offsets, self.session_order, self.generator))
         if show_progress:
             from tqdm import tqdm
 

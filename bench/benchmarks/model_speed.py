@@ -132,11 +132,14 @@ PAIRS = [
     # Ours: constrained embedding (input embedding = output item embedding), so
     # embedding = hidden; RecBole's gets both at 128. Losses and optimisers stay each
     # implementation's own: ours BPR-max + 2048 popularity negatives, Adagrad-momentum
-    # (the official GRU4Rec settings); RecBole's full-softmax CE with Adam.
+    # (the official GRU4Rec settings); RecBole's full-softmax CE with Adam. Users enter
+    # the lanes longest first, so that no lane runs a long history alone at the end
+    # of the epoch (custom_models.gru4rec_trainer.session_order).
     Pair("gru4rec", "recbole:GRU4Rec", "embedding 128, one GRU layer of 128, batch 128 targets "
-         "(ours: 128 session-parallel lanes)",
+         "(ours: 128 session-parallel lanes, sequences longest first)",
          {"embedding_size": 128, "hidden_size": 128, "num_layers": 1, "train_batch_size": 128},
-         [("ours", {"layers": [128], "constrained_embedding": True, "train_batch_size": 128})], ours_max_epochs=25),
+         [("ours", {"layers": [128], "constrained_embedding": True, "train_batch_size": 128,
+                    "session_order": "longest_first"})], ours_max_epochs=25),
     # RecBole's models as a RecBole user gets them (no overrides: its model YAML, batch
     # 2048), against ours at the same embedding size, hidden size and batch (SASRec: also
     # blocks and heads); the rest of ours stays its paper's (NARM's dropouts; SASRec's FFN
