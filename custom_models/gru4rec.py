@@ -15,8 +15,10 @@ Training (:mod:`custom_models.gru4rec_trainer`) is the paper's, not RecBole's:
 * session-parallel mini-batches: ``train_batch_size`` lanes each walk through one
   session event by event (input: the current item, target: the next); when a lane's
   session ends, the next unused session takes the lane and the lane's hidden state is
-  reset to zero. Sessions are taken in time order (= row order of the converted
-  data), never shuffled, as in the official code. One pass per epoch.
+  reset to zero. By default sessions are taken in time order (= row order of the
+  converted data), as in the official code's ``time_sort``; ``session_order`` can
+  shuffle them every epoch (the official ``train_random_order``) or feed the longest
+  first, which keeps every lane busy on long user histories. One pass per epoch.
 * the scores of a mini-batch are computed for the ``B`` targets of the mini-batch
   (each row's target, and the other rows' targets as its negatives) plus
   ``n_sample`` extra items drawn ∝ count^``sample_alpha``, one draw shared by the
