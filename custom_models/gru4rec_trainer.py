@@ -65,7 +65,8 @@ SESSION_ORDERS = ("data", "random", "longest_first")
 def session_order(offsets: np.ndarray, how: str, generator: torch.Generator | None = None) -> np.ndarray | None:
     """The order in which sessions enter the lanes (``None``: as stored).
 
-    * ``data``: as stored (the official code with ``time_sort=False``);
+    * ``data``: as stored, the converted data's row order (time order, as the official
+      code's ``time_sort``);
     * ``random``: a new permutation every call (the official ``train_random_order``);
     * ``longest_first``: longest sessions first, ties as stored. A lane that draws a
       long session late keeps running after the others have run dry, so the last
