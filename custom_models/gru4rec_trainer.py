@@ -62,6 +62,12 @@ Step = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]  # (positions, reset, 
 SESSION_ORDERS = ("data", "random", "longest_first")
 
 
+def checked_session_order(how: str) -> str:
+    if how not in SESSION_ORDERS:
+        raise ValueError(f"session_order must be one of {', '.join(SESSION_ORDERS)}, not {how!r}")
+    return how
+
+
 def session_order(offsets: np.ndarray, how: str, generator: torch.Generator | None = None) -> np.ndarray | None:
     """The order in which sessions enter the lanes (``None``: as stored).
 
@@ -75,13 +81,11 @@ def session_order(offsets: np.ndarray, how: str, generator: torch.Generator | No
       (943 user histories of up to 736 items, 97,171 events to predict, 128 lanes)
       an epoch takes 1158 steps as stored and 766 longest first (760 at best).
     """
-    if how == "data":
-        return None
-    if how == "random":
+    if checked_session_order(how) == "random":
         return torch.randperm(len(offsets) - 1, generator=generator).numpy()
     if how == "longest_first":
         return np.argsort(-np.diff(offsets), kind="stable")
-    raise ValueError(f"session_order must be one of {', '.join(SESSION_ORDERS)}, not {how!r}")
+    return None
 
 
 def session_parallel(offsets: np.ndarray, batch_size: int, order: np.ndarray | None = None) -> Iterator[Step]:
@@ -241,9 +245,7 @@ class GRU4RecTrainer(HarnessTrainer):
         self.sample_alpha = float(config["sample_alpha"])
         self.cache_size = int(config["sample_cache_size"] or 10_000_000)
         self.generator = torch.Generator().manual_seed(int(config["seed"]))
-        self.session_order = str(config["session_order"] or "data")
-        if self.session_order not in SESSION_ORDERS:
-            raise ValueError(f"session_order must be one of {', '.join(SESSION_ORDERS)}, not {self.session_order!r}")
+        self.session_order = checked_session_order(str(config["session_order"] or "data"))
         self._sessions = None  # (dataset, items, offsets), rebuilt when the dataset changes
         self._prepared_for = None  # the items array that sampler and log_counts belong to
         self.sampler: PopularitySampler | None = None
