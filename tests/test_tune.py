@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 import bench.cli
 from bench.errors import InputError
+from custom_models.gru4rec_trainer import SESSION_ORDERS
 from hyper.space import SPACES_DIR, load_space
 from hyper.trial import TrialContext, TrialJob
 
@@ -60,15 +61,17 @@ def test_a_space_exists_for_every_tunable_model():
 def test_sampling_honours_conditions_and_list_elements():
     space = load_space("gru4rec")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
-    losses = set()
+    losses, orders = set(), set()
     for _ in range(40):
         config = space.sample(study.ask())
         losses.add(config["loss"])
+        orders.add(config["session_order"])
         assert ("bpreg" in config) == ("final_act" in config) == (config["loss"] == "bpr-max")
         assert ("logq" in config) == (config["loss"] == "cross-entropy")
         assert isinstance(config["layers"], list) and len(config["layers"]) == 1
         assert 64 <= config["layers"][0] <= 512 and config["layers"][0] % 32 == 0
     assert losses == {"bpr-max", "cross-entropy"}
+    assert orders == set(SESSION_ORDERS)
     narm = load_space("narm").sample(optuna.create_study().ask())
     assert len(narm["dropout_probs"]) == 2 and all(0.0 <= p <= 0.7 for p in narm["dropout_probs"])
 
