@@ -15,6 +15,7 @@ seconds per epoch, evaluation seconds, load average) and prints it.
 
     python -m bench.benchmarks.gru4rec_diginetica [--mode official|protocol|both]
         [--data-root dataset_atomic] [--epochs 10] [--threads 1] [--workdir /tmp/gru4rec_diginetica]
+        [--session-order data|random|longest_first]
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import bench  # noqa: F401
 from bench.data import load_splits, make_config, whole_sequence_rows
 from bench.evaluator import metrics_for, rank_cases
 from bench.registry import resolve_model
-from custom_models.gru4rec_trainer import sessions_from_rows
+from custom_models.gru4rec_trainer import SESSION_ORDERS, sessions_from_rows
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PUBLISHED = {"recall@20": 0.5416, "mrr@20": 0.1830, "recall@10": 0.4045, "mrr@10": 0.1735, "seconds_per_epoch": 125}
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the box is shared: 1)")
     parser.add_argument("--workdir", default="/tmp/gru4rec_diginetica")
     parser.add_argument("--out", default=None, help="JSON summary (default: WORKDIR/summary.json)")
+    parser.add_argument("--session-order", choices=SESSION_ORDERS, default=None,
+                        help="the order sessions enter the lanes (default: gru4rec.yaml's, the stored order)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out or Path(args.workdir) / "summary.json")
@@ -119,8 +122,10 @@ def main() -> None:
         from bench.convert import convert
 
         convert("srgnn", SHARED / "diginetica", args.name, args.data_root)
-    overrides = {"epochs": args.epochs, "show_progress": False}
+    overrides = {"epochs": args.epochs, "show_progress": False,
+                 **({"session_order": args.session_order} if args.session_order else {})}
     report = {"published_official": PUBLISHED, "threads": args.threads, "epochs": args.epochs,
+              "session_order": args.session_order or "default",
               "load_average_start": os.getloadavg()}
     modes = ["official", "protocol"] if args.mode == "both" else [args.mode]
     for mode in modes:
