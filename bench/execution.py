@@ -135,6 +135,17 @@ def cluster_runtime_env() -> dict:
     return {"py_modules": modules, "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}
 
 
+def _auth_hint(address: str) -> str:
+    """Why a cluster that is up may still refuse us. Ray 2.60's `ray start` turns token
+    authentication on, and ray.init looks for the token only for ``auto``, never for an
+    explicit address; the refusal itself shows only in Ray's log lines."""
+    if os.environ.get("RAY_AUTH_MODE") is not None or address == "auto":
+        return ""
+    return ("; if the cluster uses token authentication (`ray start` turns it on), set RAY_AUTH_MODE=token "
+            "with its token in RAY_AUTH_TOKEN or ~/.ray/auth_token (`ray get-auth-token` on the head prints it), "
+            "or use --address auto on the head node")
+
+
 @contextlib.contextmanager
 def ray_session(cpus: int, address: str | None = None):
     """Start a local Ray (or connect to ``address``) for the block; reuse one already up."""
@@ -150,7 +161,7 @@ def ray_session(cpus: int, address: str | None = None):
         except Exception as err:  # noqa: BLE001  (no cluster there, or it refuses us: one line)
             text = str(err).strip().splitlines()
             raise InputError(f"cannot connect to the Ray cluster at {address}: "
-                             f"{text[-1] if text else type(err).__name__}") from None
+                             f"{text[-1] if text else type(err).__name__}{_auth_hint(address)}") from None
     else:
         # "local" starts a new instance even if a `ray start` cluster runs on this machine.
         ray.init(address="local", num_cpus=cpus, include_dashboard=False,

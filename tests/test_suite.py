@@ -247,6 +247,34 @@ def test_the_command_refuses_a_bad_suite_in_one_line_and_trains_nothing(digineti
     assert not (tmp_path / "results").exists() and not (tmp_path / "reports").exists()
 
 
+@pytest.mark.parametrize("auth_mode, address, hinted", [(None, "10.0.0.1:6379", True),
+                                                        ("token", "10.0.0.1:6379", False),
+                                                        (None, "auto", False)])
+def test_a_refused_cluster_is_one_line_that_names_token_authentication(monkeypatch, auth_mode, address, hinted):
+    """A `ray start` cluster (Ray 2.60) refuses a driver without its token, and Ray says why
+    only in its log lines: the one-line error says what to set, unless it is set already."""
+    import ray
+
+    from bench.execution import ray_session
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    if auth_mode is None:
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    else:
+        monkeypatch.setenv("RAY_AUTH_MODE", auth_mode)
+    with pytest.raises(InputError) as err:
+        with ray_session(1, address):
+            pass
+    message = str(err.value)
+    assert message.startswith(f"cannot connect to the Ray cluster at {address}: Failed to connect")
+    assert "\n" not in message
+    assert ("RAY_AUTH_MODE=token" in message) == hinted
+
+
 def test_tuned_parameters_sit_below_the_suite_overrides_and_are_recorded(diginetica_slice, tmp_path, monkeypatch):
     import hyper.best
 
