@@ -147,7 +147,7 @@ PAIRS = [
     # "77-238 s per epoch" (RecBole's defaults run at 39-50 / 98-156 s per epoch here for
     # NARM / SASRec, quiet to noisy).
     # GRU4Rec has no such pair: 2048 session-parallel lanes would outnumber ml-100k's
-    # ~2000 training sessions.
+    # 943 user histories (one session each), so no step could hold 2048 targets.
     Pair("narm", "recbole:NARM",
          f"RecBole's defaults (embedding {RB_NARM['embedding_size']}, hidden {RB_NARM['hidden_size']}, "
          f"batch {RB_NARM['train_batch_size']} targets); ours the same sizes and batch, the paper's dropouts",
