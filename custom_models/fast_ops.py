@@ -18,7 +18,8 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
   PyTorch's fused softmax, kept for backward, which writes the logits' gradient straight
   into it; the three products go through oneDNN (forward + backward,
   ``python -m bench.benchmarks.softmax_loss_speed``: Diginetica's 43k items, 512
-  targets, 208 -> 108 ms; ml-100k's 1.7k items, 512 / 2048 targets, 1.3x / 1.9x;
+  targets, 204-224 -> 101-112 ms; ml-100k's 1.7k items, 512 / 2048 targets, 1.3-1.6x /
+  2.1-2.3x;
   the item table's gradient alone, two threads: Diginetica 20 -> 9.4 ms, ml-100k at 2048
   targets 2.8 -> 1.5 ms).
 * :func:`packed_gru` (a one-layer ``nn.GRU`` on a ``PackedSequence``): PyTorch's own
