@@ -7,7 +7,7 @@ import pytest
 
 from bench.benchmarks import model_speed
 from bench.benchmarks.model_speed import (PAIRS, Row, median_or_unreached, reach_and_speedup, recbole_defaults,
-                                          seconds_to_reach)
+                                          seconds_to_reach, what_the_goal_takes)
 from bench.runner import RunResult
 
 
@@ -55,6 +55,24 @@ def test_speed_up_is_against_recbole_s_best_of_its_budget_with_the_same_seed():
     assert reach_and_speedup(rows, rows[0]) == (pytest.approx(42.0), None)  # RecBole's own row: no ratio
     never = Row("narm", "ours", 1, result([0.05], [2.0], [0.1]), 3.0)
     assert reach_and_speedup(rows + [never], never) == (None, None)
+
+
+def test_what_the_goal_takes_follows_from_the_epochs_both_sides_need():
+    recbole = result([0.03, 0.06, 0.05], train=[20.0, 20.0, 20.0], valid=[1.0, 1.0, 1.0])  # best at epoch 2
+    ours = result([0.04, 0.05, 0.061], train=[2.5, 2.5, 2.5], valid=[0.1, 0.1, 0.1])  # reaches it at epoch 3
+    never = result([0.05], train=[2.0], valid=[0.1])
+    rows = [Row("narm", "RecBole", 0, recbole, 60.0), Row("narm", "ours", 0, ours, 8.0),
+            Row("narm", "ours, variant", 0, never, 2.0)]
+    theirs, mine, needed, measured = what_the_goal_takes(rows, rows[1])
+    assert (theirs, mine) == (2, 3) and needed == pytest.approx(15.0) and measured == pytest.approx(8.0)
+    # consistent with the speed-up: 8x cheaper epochs, where 15x were needed, give less than 10x
+    assert reach_and_speedup(rows, rows[1])[1] < model_speed.GOAL
+    assert what_the_goal_takes(rows, rows[2]) == (2, None, None, pytest.approx(10.0))
+    assert what_the_goal_takes(rows, rows[0]) is None  # RecBole's own row
+    table = model_speed.goal_table(rows).splitlines()
+    cells = [tuple(c.strip() for c in line.strip("|").split("|")) for line in table[2:]]
+    assert cells == [("narm", "ours", "0", "2", "3", "15.0x", "8.0x"),
+                     ("narm", "ours, variant", "0", "2", "never", "—", "10.0x")]
 
 
 def test_median_ranks_never_reached_below_every_speed_up():
