@@ -86,3 +86,9 @@ def test_batch_settings_select_pairs():
     settings = {p.batches for p in PAIRS}
     assert settings == set(model_speed.BATCH_SETTINGS)
     assert len({p.name for p in PAIRS}) == len(PAIRS)  # report rows are keyed by the pair's name
+
+
+def test_speed_ups_are_written_rounded_down_so_a_miss_never_reads_as_the_goal():
+    assert model_speed.speedup_text(9.96) == "9.9x"
+    assert model_speed.speedup_text(10.0) == "10.0x"
+    assert model_speed.speedup_text(26.848) == "26.8x"
