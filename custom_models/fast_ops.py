@@ -97,9 +97,14 @@ _ONEDNN_LINEAR = _onednn_linear_op()
 ROW_QUANTUM = 32
 
 
+def _padded_count(rows: int) -> int:
+    """``rows`` rounded up to a multiple of :data:`ROW_QUANTUM`."""
+    return -(-rows // ROW_QUANTUM) * ROW_QUANTUM
+
+
 def _padded_rows(x: torch.Tensor) -> torch.Tensor:
     """``x`` [M, K] with zero rows appended up to a multiple of :data:`ROW_QUANTUM` (``x`` if it is one)."""
-    rows = -(-x.size(0) // ROW_QUANTUM) * ROW_QUANTUM
+    rows = _padded_count(x.size(0))
     if rows == x.size(0):
         return x
     padded = x.new_empty(rows, x.size(1))
@@ -280,7 +285,7 @@ class _PackedGRU(torch.autograd.Function):
                              or [torch.zeros(0, dtype=torch.long)])
         # every [cells, *] matrix below has zero rows appended (see _padded_rows), so the
         # weight gradients' inner dimension recurs too; the zero rows get zero gradients
-        padded = -(-cells // ROW_QUANTUM) * ROW_QUANTUM
+        padded = _padded_count(cells)
         h_prev = out.new_zeros(padded, size)
         h_prev[sizes[0]:cells] = out.index_select(0, previous.to(out.device))
         data = _padded_rows(data)
