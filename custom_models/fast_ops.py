@@ -104,13 +104,8 @@ def _padded_count(rows: int) -> int:
 
 def _padded_rows(x: torch.Tensor) -> torch.Tensor:
     """``x`` [M, K] with zero rows appended up to a multiple of :data:`ROW_QUANTUM` (``x`` if it is one)."""
-    rows = _padded_count(x.size(0))
-    if rows == x.size(0):
-        return x
-    padded = x.new_empty(rows, x.size(1))
-    padded[:x.size(0)] = x
-    padded[x.size(0):] = 0
-    return padded
+    extra = _padded_count(x.size(0)) - x.size(0)
+    return F.pad(x, (0, 0, 0, extra)) if extra else x
 
 
 class _OneDnnLinear(torch.autograd.Function):
