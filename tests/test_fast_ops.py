@@ -51,14 +51,16 @@ def test_fast_ops_compute_what_pytorch_computes():
     assert module.eval()(ones) is ones and module.state_dict() == {}
 
 
+@pytest.mark.parametrize("out_features", [4, 9])  # narrower and wider than the input: both weight-gradient paths
 @pytest.mark.parametrize("shape", [(1, 5), (31, 5), (64, 5), (3, 50, 5), "transposed"])
-def test_linear_with_padded_rows_is_f_linear(shape):
+def test_linear_with_padded_rows_is_f_linear(shape, out_features):
     """``linear`` pads the rows to a multiple of ROW_QUANTUM (so oneDNN's shapes recur):
     neither the values nor any gradient may show it, whatever the row count or layout."""
     gen = torch.Generator().manual_seed(7)
     x = (torch.randn(5, 45, generator=gen).t() if shape == "transposed" else torch.randn(*shape, generator=gen))
     x.requires_grad_()
-    w, b = torch.randn(4, 5, generator=gen, requires_grad=True), torch.randn(4, generator=gen, requires_grad=True)
+    w = torch.randn(out_features, 5, generator=gen, requires_grad=True)
+    b = torch.randn(out_features, generator=gen, requires_grad=True)
     ours = linear(x, w, b)
     grad = torch.randn(ours.shape, generator=gen)
     mine = torch.autograd.grad(ours, (x, w, b), grad)
