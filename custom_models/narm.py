@@ -21,7 +21,10 @@ sessions (``train_on = "sequences"``) with a loss at every position, and compute
 local attention for all positions at once with a causal mask. The GRU runs on packed
 sequences (with a hand-written backward, :func:`custom_models.fast_ops.packed_gru`),
 the attention skips rows that have ended and the decoder sees real positions only, so
-padding costs little. The loss is the mean over all positions of
+padding costs little. On CPU in float32 the attention weights come from a small C
+kernel (``kernels/narm_attention.c``, built on first use by :mod:`custom_models.native`)
+that never builds the [rows, T, J, H] sigmoid tensor; without a C compiler the
+PyTorch path (:class:`CausalLocalAttention`) gives the same values. The loss is the mean over all positions of
 the batch, and ``train_batch_size: 512`` counts targets (``batch_unit: targets``,
 :mod:`bench.batching`): a batch holds whole sessions with about 512 positions in all,
 the paper's 512 prefixes, and an epoch makes as many optimiser steps as the paper's.
@@ -40,6 +43,7 @@ Deviations and choices the paper leaves open:
 """
 from __future__ import annotations
 
+import ctypes
 import itertools
 
 import torch
@@ -47,6 +51,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bench.compat  # noqa: F401
+from custom_models import native
 from custom_models.fast_ops import Dropout, linear, packed_gru
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_start_of, make_softmax_loss,
                                          position_targets)
@@ -129,6 +134,50 @@ class CausalLocalAttention(torch.autograd.Function):
         return grad_query, grad_keys, grad_hidden, grad_v.view(-1), None, None, None
 
 
+class NativeCausalLocalAttention(torch.autograd.Function):
+    """:class:`CausalLocalAttention` with the weights ``alpha`` [rows, T, J] and their
+    gradients from the C kernel ``kernels/narm_attention.c``, which computes each
+    (query, key) pair's sigmoids where it uses them, so no [rows, T, J, H] tensor is
+    built; the products with the hidden states are PyTorch's batched matrix products.
+    float32 on CPU only; positions ``>= lengths`` are 0."""
+
+    @staticmethod
+    def forward(ctx, query, keys, hidden, v, lengths):
+        query, keys, v, lengths = (x.contiguous() for x in (query, keys, v, lengths))
+        rows, length, size = query.shape
+        alpha = query.new_zeros(rows, length, length)
+        native.kernel("narm_attention").narm_attention_forward(
+            *map(native.pointer, (query, keys, v, lengths)), *_sizes(rows, length, size), native.pointer(alpha))
+        ctx.save_for_backward(query, keys, hidden, v, lengths, alpha)
+        return alpha @ hidden
+
+    @staticmethod
+    def backward(ctx, grad_local):
+        query, keys, hidden, v, lengths, alpha = ctx.saved_tensors
+        rows, length, size = query.shape
+        grad_alpha = (grad_local @ hidden.transpose(1, 2)).contiguous()
+        grad_query, grad_keys, grad_v_rows = torch.zeros_like(query), torch.zeros_like(keys), query.new_zeros(rows, size)
+        native.kernel("narm_attention").narm_attention_backward(
+            *map(native.pointer, (query, keys, v, lengths)), *_sizes(rows, length, size),
+            *map(native.pointer, (grad_alpha, grad_query, grad_keys, grad_v_rows)))
+        return grad_query, grad_keys, alpha.transpose(1, 2) @ grad_local, grad_v_rows.sum(0), None
+
+
+def _sizes(rows: int, length: int, size: int) -> tuple:
+    """The kernel's shape arguments, and the threads PyTorch is set to use."""
+    return ctypes.c_int64(rows), ctypes.c_int64(length), ctypes.c_int64(size), ctypes.c_int(torch.get_num_threads())
+
+
+def causal_local_attention(query: torch.Tensor, keys: torch.Tensor, hidden: torch.Tensor, v: torch.Tensor,
+                           lengths: torch.Tensor, block_elements: int, keep_elements: int) -> torch.Tensor:
+    """NARM's local context after every position (:class:`CausalLocalAttention`), by the
+    C kernel where it applies (float32 on CPU, a C compiler present), else by PyTorch."""
+    if (query.dtype == torch.float32 and query.device.type == "cpu"
+            and native.kernel("narm_attention") is not None):
+        return NativeCausalLocalAttention.apply(query, keys, hidden, v, lengths)
+    return CausalLocalAttention.apply(query, keys, hidden, v, lengths, block_elements, keep_elements)
+
+
 class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
     train_on = "sequences"
     input_type = InputType.POINTWISE  # RecBole samples no negatives; any loss_type is ours
@@ -174,8 +223,8 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         """``c_l`` after every position [B, L, H], causal: position t attends to j <= t."""
         flat = hidden.flatten(0, 1)
         query, keys = linear(flat, self.A1.weight).view_as(hidden), linear(flat, self.A2.weight).view_as(hidden)
-        return CausalLocalAttention.apply(query, keys, hidden, self.v.weight.view(-1), item_seq_len,
-                                          self.attention_block_elements, self.attention_keep_elements)
+        return causal_local_attention(query, keys, hidden, self.v.weight.view(-1), item_seq_len,
+                                      self.attention_block_elements, self.attention_keep_elements)
 
     def _decode(self, global_context: torch.Tensor, local_context: torch.Tensor) -> torch.Tensor:
         context = self.context_dropout(torch.cat([global_context, local_context], dim=-1))

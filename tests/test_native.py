@@ -1,0 +1,111 @@
+"""custom_models.native and NARM's attention kernel: the same values and gradients as
+the direct formula, thread-count independent, and a clean fallback when it cannot build."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import bench  # noqa: F401
+from custom_models import native
+from custom_models.narm import CausalLocalAttention, NativeCausalLocalAttention, causal_local_attention
+
+needs_compiler = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
+                                    reason="no C compiler: the PyTorch path is used")
+
+
+def attention_inputs(lengths, length, size, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    query, keys, hidden = (torch.randn(len(lengths), length, size, generator=gen, requires_grad=True)
+                           for _ in range(3))
+    v = torch.randn(size, generator=gen, requires_grad=True)
+    return query, keys, hidden, v, torch.tensor(lengths)
+
+
+def direct(query, keys, hidden, v, lengths):
+    """c_l[t] = sum_{j<=t} v.sigmoid(q_t + k_j) h_j, in float64, 0 past a row's end."""
+    length = query.size(1)
+    alpha = torch.sigmoid(query.unsqueeze(2) + keys.unsqueeze(1)) @ v  # [B, T, J]
+    real = (torch.arange(length).view(1, -1) < lengths.view(-1, 1)).to(query.dtype)
+    return (alpha * torch.ones(length, length, dtype=query.dtype).tril()) @ hidden * real.unsqueeze(-1)
+
+
+@needs_compiler
+@pytest.mark.parametrize("lengths, length, size", [([5, 2, 1, 4], 5, 3),  # unsorted rows, padding
+                                                   ([50] * 9 + [31, 7], 50, 100),  # NARM's paper sizes
+                                                   ([50, 50, 12], 50, 128)])  # H a multiple of 16
+def test_native_attention_matches_the_direct_formula_values_and_gradients(lengths, length, size):
+    assert native.kernel("narm_attention") is not None  # a compiler is here: the kernel must build
+    inputs = attention_inputs(lengths, length, size)
+    ours = NativeCausalLocalAttention.apply(*inputs)
+    wide = [x.detach().double().requires_grad_() for x in inputs[:4]]
+    expected = direct(*wide, inputs[4])
+    torch.testing.assert_close(ours.double(), expected, rtol=1e-4, atol=1e-4)
+    weights = torch.randn(ours.shape, generator=torch.Generator().manual_seed(1))
+    mine = torch.autograd.grad((ours * weights).sum(), inputs[:4])
+    theirs = torch.autograd.grad((expected * weights.double()).sum(), wide)
+    for m, t in zip(mine, theirs):
+        scale = t.abs().max().item()
+        torch.testing.assert_close(m.double(), t, rtol=1e-4, atol=1e-4 * scale)
+
+
+@needs_compiler
+def test_native_attention_agrees_with_the_pytorch_path_and_ignores_the_thread_count():
+    inputs = attention_inputs([50] * 6 + [20, 3], 50, 64, seed=2)
+    weights = torch.randn(8, 50, 64, generator=torch.Generator().manual_seed(3))
+    blocked = CausalLocalAttention.apply(*inputs, 1 << 22, 0)
+    real = (torch.arange(50).view(1, -1) < inputs[4].view(-1, 1)).unsqueeze(-1)
+    expected = torch.autograd.grad((blocked * weights * real).sum(), inputs[:4])
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out = NativeCausalLocalAttention.apply(*inputs)
+            results.append((out, *torch.autograd.grad((out * weights).sum(), inputs[:4])))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)  # rows and queries are split over threads, never a sum
+    torch.testing.assert_close(results[0][0][real.expand_as(blocked)], blocked[real.expand_as(blocked)],
+                               rtol=1e-4, atol=1e-5)
+    for m, t in zip(results[0][1:], expected):
+        torch.testing.assert_close(m, t, rtol=1e-4, atol=1e-4 * t.abs().max().item())
+
+
+@needs_compiler
+def test_loading_a_kernel_keeps_subnormal_floats():
+    """-ffast-math at link time would switch the whole process to flush-to-zero."""
+    assert native.kernel("narm_attention") is not None
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert (tiny * 1.5).item() != 0.0
+
+
+def test_without_a_kernel_the_pytorch_path_runs(monkeypatch):
+    monkeypatch.setattr(native, "kernel", lambda name: None)
+    inputs = attention_inputs([4, 2], 4, 3)
+    out = causal_local_attention(*inputs, 1 << 22, 0)
+    real = torch.arange(4).view(1, -1) < inputs[4].view(-1, 1)  # the PyTorch path leaves garbage past the end
+    expected = direct(*(x.detach().double() for x in inputs[:4]), inputs[4])
+    torch.testing.assert_close(out.double()[real], expected[real], rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_build_or_the_switch_gives_no_kernel(tmp_path):
+    """A compiler that fails, and RECBENCH_NATIVE=0, both leave the PyTorch path (checked in fresh processes,
+    since kernels are cached per process)."""
+    code = "import bench; from custom_models import native; print(native.kernel('narm_attention') is None)"
+    for env in ({"CC": "/bin/false"}, {"RECBENCH_NATIVE": "0"}):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**_environ(), "RECBENCH_CACHE": str(tmp_path / "cache"), **env})
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "True", env
+    assert not list((tmp_path / "cache").glob("*.so"))  # nothing half-built left behind
+
+
+def _environ() -> dict:
+    import os
+
+    return dict(os.environ)
