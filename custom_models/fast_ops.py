@@ -26,19 +26,24 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
   2.1-2.3x;
   the item table's gradient alone, two threads: Diginetica 20 -> 9.4 ms, ml-100k at 2048
   targets 2.8 -> 1.5 ms).
-* :func:`packed_gru` (a one-layer ``nn.GRU`` on a ``PackedSequence``): PyTorch's own
-  forward, and a backward that recomputes every gate at once and leaves only two
-  small ops per time step in the loop (NARM's GRU on MovieLens-100k, 12 rows of
-  50 items: 8.3 -> 4.4 ms forward + backward).
+* :func:`packed_gru` (a one-layer ``nn.GRU`` on a ``PackedSequence``): both time loops
+  in a C kernel (``kernels/packed_gru.c``, built by :mod:`custom_models.native`), one
+  pass per row and step; without a C compiler, PyTorch's own forward and a backward
+  that recomputes every gate at once and leaves only two small ops per time step in
+  the loop (NARM's GRU on MovieLens-100k, 12 rows of 50 items: 8.3 -> 4.4 ms forward +
+  backward).
 """
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
+
+from custom_models import native
 
 
 def _random_16_bits(like: torch.Tensor) -> torch.Tensor:
@@ -296,14 +301,10 @@ class _PackedGRU(torch.autograd.Function):
         starts = [0]
         for rows in sizes[:-1]:
             starts.append(starts[-1] + rows)
-        # h_{t-1} of every cell: the same row's cell one step earlier (packed rows keep their order); 0 at t = 0
-        previous = torch.cat([torch.arange(start, start + rows) for start, rows in zip(starts, sizes[1:])]
-                             or [torch.zeros(0, dtype=torch.long)])
         # every [cells, *] matrix below has zero rows appended (see _padded_rows), so the
         # weight gradients' inner dimension recurs too; the zero rows get zero gradients
         padded = _padded_count(cells)
-        h_prev = out.new_zeros(padded, size)
-        h_prev[sizes[0]:cells] = out.index_select(0, previous.to(out.device))
+        h_prev = _previous_states(out, sizes, padded)
         data = _padded_rows(data)
         gi, gh = linear(data, w_ih), linear(h_prev, w_hh)  # PyTorch's gate order: reset, update, new
         rz = torch.sigmoid(gi[:, :2 * size] + gh[:, :2 * size])
@@ -328,11 +329,76 @@ class _PackedGRU(torch.autograd.Function):
         return linear(d_gi, w_ih.t())[:cells], None, _weight_gradient(d_gi, data), _weight_gradient(d_gh, h_prev), None
 
 
+def _padded_columns(matrix: torch.Tensor, multiple: int = 32) -> torch.Tensor:
+    """``matrix`` [R, C] with zero columns appended up to a multiple of ``multiple``, contiguous."""
+    return F.pad(matrix, (0, -matrix.size(1) % multiple)).contiguous()
+
+
+def _previous_states(out: torch.Tensor, sizes: list[int], rows: int | None = None) -> torch.Tensor:
+    """``h_{t-1}`` of every packed cell [rows, H] (0 at t = 0; rows past the cells are 0 too):
+    the same row's cell one step earlier (packed rows keep their order)."""
+    cells, size = out.shape
+    starts = [0]
+    for n in sizes[:-1]:
+        starts.append(starts[-1] + n)
+    previous = torch.cat([torch.arange(start, start + n) for start, n in zip(starts, sizes[1:])]
+                         or [torch.zeros(0, dtype=torch.long)])
+    h_prev = out.new_zeros(rows or cells, size)
+    h_prev[sizes[0]:cells] = out.index_select(0, previous.to(out.device))
+    return h_prev
+
+
+class _NativePackedGRU(torch.autograd.Function):
+    """:class:`_PackedGRU` with both time loops in the C kernel ``kernels/packed_gru.c``:
+    a step is one pass per row (the recurrent product kept in registers) instead of a
+    dozen small PyTorch ops. Forward keeps every cell's gates for backward; the input
+    projection and the three gradient products stay oneDNN matrix products."""
+
+    @staticmethod
+    def forward(ctx, data, batch_sizes, w_ih, w_hh):
+        cells, size = len(data), w_hh.size(1)
+        sizes = batch_sizes.contiguous()
+        gi = linear(data, w_ih).contiguous()
+        out, gates = data.new_empty(cells, size), data.new_empty(cells, 4 * size)
+        w_hh_t = _padded_columns(w_hh.t())
+        _gru_kernel().packed_gru_forward(
+            native.pointer(gi), native.pointer(w_hh_t), native.pointer(sizes), ctypes.c_int64(len(sizes)),
+            ctypes.c_int64(size), ctypes.c_int64(w_hh_t.size(1)), ctypes.c_int(torch.get_num_threads()),
+            native.pointer(out), native.pointer(gates))
+        ctx.save_for_backward(data, w_ih, w_hh, out, gates, sizes)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        data, w_ih, w_hh, out, gates, sizes = ctx.saved_tensors
+        cells, size = out.shape
+        dh = grad_out.contiguous().clone()
+        d_gi, d_gh = out.new_empty(cells, 3 * size), out.new_empty(cells, 3 * size)
+        w_hh_wide = _padded_columns(w_hh)
+        _gru_kernel().packed_gru_backward(
+            native.pointer(out), native.pointer(gates), native.pointer(w_hh_wide), native.pointer(sizes),
+            ctypes.c_int64(len(sizes)), ctypes.c_int64(size), ctypes.c_int64(w_hh_wide.size(1)),
+            ctypes.c_int(torch.get_num_threads()), native.pointer(dh), native.pointer(d_gi), native.pointer(d_gh))
+        h_prev = _previous_states(out, sizes.tolist())
+        return (linear(d_gi, w_ih.t()), None, _weight_gradient(d_gi, data.contiguous()),
+                _weight_gradient(d_gh, h_prev), None)
+
+
+def _gru_kernel():
+    return native.kernel("packed_gru")
+
+
 def packed_gru(packed: PackedSequence, gru: nn.GRU) -> PackedSequence:
-    """``gru(packed)[0]`` for a bias-free one-layer unidirectional GRU, with :class:`_PackedGRU`'s backward."""
+    """``gru(packed)[0]`` for a bias-free one-layer unidirectional GRU: the C kernel's time
+    loops (:class:`_NativePackedGRU`) for float32 on CPU where it builds, else PyTorch's
+    forward and :class:`_PackedGRU`'s backward."""
     if gru.num_layers != 1 or gru.bias or gru.bidirectional or gru.proj_size:
         raise ValueError("packed_gru takes a bias-free, one-layer, unidirectional nn.GRU without projection")
-    if not torch.is_grad_enabled():
+    w_ih, w_hh = gru.weight_ih_l0, gru.weight_hh_l0
+    if _onednn_takes(packed.data, w_ih) and _gru_kernel() is not None:
+        data = _NativePackedGRU.apply(packed.data, packed.batch_sizes, w_ih, w_hh)
+    elif not torch.is_grad_enabled():
         return gru(packed)[0]
-    data = _PackedGRU.apply(packed.data, packed.batch_sizes, gru.weight_ih_l0, gru.weight_hh_l0, gru)
+    else:
+        data = _PackedGRU.apply(packed.data, packed.batch_sizes, w_ih, w_hh, gru)
     return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)

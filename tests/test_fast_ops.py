@@ -1,9 +1,12 @@
 """custom_models.fast_ops: each op computes what its PyTorch counterpart computes, gradients included."""
+import shutil
+
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from custom_models import fast_ops
 from custom_models.fast_ops import Dropout, dropout, gru_cell, item_cross_entropy, linear, lookup, packed_gru
 
 
@@ -70,12 +73,20 @@ def test_linear_with_padded_rows_is_f_linear(shape, out_features):
         assert m.shape == t.shape and torch.allclose(m, t, atol=1e-4)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype, path", [(torch.float64, "pytorch"), (torch.float32, "pytorch"),
+                                         (torch.float32, "native")])
 @pytest.mark.parametrize("lengths,sorted_rows", [([7, 7, 5, 3, 3, 1], True), ([2, 7, 1, 4], False), ([1, 1], True),
                                                   ([50] * 20 + [33] * 13, True)])
-def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_rows, dtype):
-    """float64 checks the arithmetic; float32 takes oneDNN's products with padded rows
-    (whose zero rows must not reach any gradient)."""
+def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_rows, dtype, path, monkeypatch):
+    """float64 checks the arithmetic; float32 takes the C kernel's time loops (``native``,
+    where a compiler is present) or oneDNN's products with padded rows (``pytorch``), whose
+    zero rows must not reach any gradient."""
+    if path == "pytorch":
+        monkeypatch.setattr(fast_ops, "_gru_kernel", lambda: None)
+    elif shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("no C compiler: the PyTorch path runs")
+    else:
+        assert fast_ops._gru_kernel() is not None  # a compiler is here: the kernel must build
     gen = torch.Generator().manual_seed(len(lengths))
     gru = nn.GRU(4, 3, batch_first=True, bias=False).to(dtype)
     x = torch.randn(len(lengths), max(lengths), 4, generator=gen, dtype=dtype, requires_grad=True)
@@ -90,6 +101,10 @@ def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_ro
 
     ours, our_grads = run(lambda packed: packed_gru(packed, gru))
     theirs, their_grads = run(lambda packed: gru(packed)[0])
+    with torch.no_grad():  # evaluation takes the same path without the gradient bookkeeping
+        packed = pack_padded_sequence(x, length_tensor, batch_first=True, enforce_sorted=sorted_rows)
+        evaluated = pad_packed_sequence(packed_gru(packed, gru), batch_first=True, total_length=max(lengths))[0]
+    assert torch.allclose(evaluated, theirs, atol=1e-5)
     exact = dtype == torch.float64
     assert torch.allclose(ours, theirs, atol=1e-12 if exact else 1e-5)
     for mine, reference in zip(our_grads, their_grads):

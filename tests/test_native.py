@@ -1,5 +1,6 @@
-"""custom_models.native and NARM's attention kernel: the same values and gradients as
-the direct formula, thread-count independent, and a clean fallback when it cannot build."""
+"""custom_models.native and its kernels (NARM's attention weights, the packed GRU's time
+loops): the same values and gradients as the direct formulas, independent of the thread
+count, and a clean fallback when they cannot build."""
 from __future__ import annotations
 
 import shutil
@@ -10,7 +11,10 @@ import pytest
 import torch
 
 import bench  # noqa: F401
+from torch.nn.utils.rnn import pack_padded_sequence
+
 from custom_models import native
+from custom_models.fast_ops import packed_gru
 from custom_models.narm import CausalLocalAttention, NativeCausalLocalAttention, causal_local_attention
 
 needs_compiler = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
@@ -77,9 +81,38 @@ def test_native_attention_agrees_with_the_pytorch_path_and_ignores_the_thread_co
 
 
 @needs_compiler
+@pytest.mark.parametrize("lengths, inputs, size", [([50] * 9 + [31, 7], 50, 100),  # NARM's paper sizes
+                                                   ([50] * 40 + [12], 64, 128)])  # RecBole's, at 2048 targets
+def test_native_gru_matches_nn_gru_and_ignores_the_thread_count(lengths, inputs, size):
+    gen = torch.Generator().manual_seed(4)
+    gru = torch.nn.GRU(inputs, size, batch_first=True, bias=False)
+    x = torch.randn(len(lengths), max(lengths), inputs, generator=gen, requires_grad=True)
+    def packed():
+        return pack_padded_sequence(x, torch.tensor(lengths), batch_first=True)
+
+    weights = torch.randn(sum(lengths), size, generator=gen)
+    params = (x, gru.weight_ih_l0, gru.weight_hh_l0)
+    expected = gru(packed())[0].data
+    expected_grads = torch.autograd.grad((expected * weights).sum(), params)
+    threads, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out = packed_gru(packed(), gru).data
+            results.append((out, *torch.autograd.grad((out * weights).sum(), params)))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)  # a step's rows are split over threads, never a sum
+    torch.testing.assert_close(results[0][0], expected, rtol=1e-4, atol=1e-5)
+    for m, t in zip(results[0][1:], expected_grads):
+        torch.testing.assert_close(m, t, rtol=1e-4, atol=1e-4 * t.abs().max().item())
+
+
+@needs_compiler
 def test_loading_a_kernel_keeps_subnormal_floats():
     """-ffast-math at link time would switch the whole process to flush-to-zero."""
-    assert native.kernel("narm_attention") is not None
+    assert native.kernel("narm_attention") is not None and native.kernel("packed_gru") is not None
     tiny = torch.tensor([1e-40], dtype=torch.float32)
     assert (tiny * 1.5).item() != 0.0
 
