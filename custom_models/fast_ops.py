@@ -356,16 +356,8 @@ class _NativePackedGRU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, data, batch_sizes, w_ih, w_hh):
-        cells, size = len(data), w_hh.size(1)
-        sizes = batch_sizes.contiguous()
-        gi = linear(data, w_ih).contiguous()
-        out, gates = data.new_empty(cells, size), data.new_empty(cells, 4 * size)
-        w_hh_t = _padded_columns(w_hh.t())
-        _gru_kernel().packed_gru_forward(
-            native.pointer(gi), native.pointer(w_hh_t), native.pointer(sizes), ctypes.c_int64(len(sizes)),
-            ctypes.c_int64(size), ctypes.c_int64(w_hh_t.size(1)), ctypes.c_int(torch.get_num_threads()),
-            native.pointer(out), native.pointer(gates))
-        ctx.save_for_backward(data, w_ih, w_hh, out, gates, sizes)
+        out, gates = _native_gru_states(data, batch_sizes, w_ih, w_hh, keep_gates=True)
+        ctx.save_for_backward(data, w_ih, w_hh, out, gates, batch_sizes)
         return out
 
     @staticmethod
@@ -384,6 +376,23 @@ class _NativePackedGRU(torch.autograd.Function):
                 _weight_gradient(d_gh, h_prev), None)
 
 
+def _native_gru_states(data: torch.Tensor, batch_sizes: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                       keep_gates: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The packed GRU's states [cells, H] by the C kernel, and every cell's gates [cells, 4H]
+    if ``keep_gates`` (for backward; evaluation keeps none)."""
+    cells, size = len(data), w_hh.size(1)
+    sizes = batch_sizes.contiguous()
+    gi = linear(data, w_ih).contiguous()
+    out = data.new_empty(cells, size)
+    gates = data.new_empty(cells, 4 * size) if keep_gates else None
+    w_hh_t = _padded_columns(w_hh.t())
+    _gru_kernel().packed_gru_forward(
+        native.pointer(gi), native.pointer(w_hh_t), native.pointer(sizes), ctypes.c_int64(len(sizes)),
+        ctypes.c_int64(size), ctypes.c_int64(w_hh_t.size(1)), ctypes.c_int(torch.get_num_threads()),
+        native.pointer(out), None if gates is None else native.pointer(gates))
+    return out, gates
+
+
 def _gru_kernel():
     return native.kernel("packed_gru")
 
@@ -396,7 +405,8 @@ def packed_gru(packed: PackedSequence, gru: nn.GRU) -> PackedSequence:
         raise ValueError("packed_gru takes a bias-free, one-layer, unidirectional nn.GRU without projection")
     w_ih, w_hh = gru.weight_ih_l0, gru.weight_hh_l0
     if _onednn_takes(packed.data, w_ih) and _gru_kernel() is not None:
-        data = _NativePackedGRU.apply(packed.data, packed.batch_sizes, w_ih, w_hh)
+        data = (_NativePackedGRU.apply(packed.data, packed.batch_sizes, w_ih, w_hh) if torch.is_grad_enabled()
+                else _native_gru_states(packed.data, packed.batch_sizes, w_ih, w_hh, keep_gates=False)[0])
     elif not torch.is_grad_enabled():
         return gru(packed)[0]
     else:

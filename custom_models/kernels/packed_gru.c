@@ -42,8 +42,20 @@ static void two_rows_times(const float *restrict x0, const float *restrict x1, c
     }
 }
 
-/* out [cells, H]: the states; gates [cells, 4H]: r, z, n and gh_n of every cell, for backward. */
+/* out [cells, H]: the states; gates [cells, 4H]: r, z, n and gh_n of every cell, for backward
+ * (NULL: not kept). */
+/* One cell's state h; its gates go to keep unless keep is NULL (no backward to come). */
 static void forward_cell(const float *g, const float *gh, const float *h_prev, int64_t H, float *h, float *keep) {
+    if (!keep) {
+#pragma omp simd
+        for (int64_t i = 0; i < H; i++) {
+            const float r = sigmoid(g[i] + gh[i]);
+            const float z = sigmoid(g[H + i] + gh[H + i]);
+            const float n = tanhf(g[2 * H + i] + r * gh[2 * H + i]);
+            h[i] = n + z * (h_prev[i] - n);
+        }
+        return;
+    }
 #pragma omp simd
     for (int64_t i = 0; i < H; i++) {
         const float r = sigmoid(g[i] + gh[i]);
@@ -74,7 +86,7 @@ void packed_gru_forward(const float *gi, const float *w_hh_t, const int64_t *siz
                 for (int64_t i = 0; i < n; i++) {
                     const int64_t cell = start + b + i;
                     forward_cell(gi + cell * 3 * H, gh + i * wide3, i ? h1 : h0, H, out + cell * H,
-                                 gates + cell * 4 * H);
+                                 gates ? gates + cell * 4 * H : NULL);
                 }
             }
             previous = start;
