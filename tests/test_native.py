@@ -138,6 +138,19 @@ def test_a_failed_build_or_the_switch_gives_no_kernel(tmp_path):
     assert not list((tmp_path / "cache").glob("*.so"))  # nothing half-built left behind
 
 
+@needs_compiler
+def test_a_fresh_cache_builds_the_kernel_once(tmp_path):
+    """A new machine (empty cache) compiles the kernel and loads it; the next process reuses the file."""
+    code = "import bench; from custom_models import native; print(native.kernel('narm_attention') is not None)"
+    env = {**_environ(), "RECBENCH_CACHE": str(tmp_path / "cache")}
+    env.pop("RECBENCH_NATIVE", None)
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "True"
+    assert len(list((tmp_path / "cache").glob("narm_attention-*.so"))) == 1
+
+
 def _environ() -> dict:
     import os
 
