@@ -404,7 +404,7 @@ def packed_gru(packed: PackedSequence, gru: nn.GRU) -> PackedSequence:
     if gru.num_layers != 1 or gru.bias or gru.bidirectional or gru.proj_size:
         raise ValueError("packed_gru takes a bias-free, one-layer, unidirectional nn.GRU without projection")
     w_ih, w_hh = gru.weight_ih_l0, gru.weight_hh_l0
-    if _onednn_takes(packed.data, w_ih) and _gru_kernel() is not None:
+    if native.applies_to(packed.data, w_ih, w_hh) and _gru_kernel() is not None:
         data = (_NativePackedGRU.apply(packed.data, packed.batch_sizes, w_ih, w_hh) if torch.is_grad_enabled()
                 else _native_gru_states(packed.data, packed.batch_sizes, w_ih, w_hh, keep_gates=False)[0])
     elif not torch.is_grad_enabled():

@@ -24,8 +24,8 @@ the attention skips rows that have ended and the decoder sees real positions onl
 padding costs little. On CPU in float32 the attention weights come from a small C
 kernel (``kernels/narm_attention.c``, built on first use by :mod:`custom_models.native`)
 that never builds the [rows, T, J, H] sigmoid tensor; without a C compiler the
-PyTorch path (:class:`CausalLocalAttention`) gives the same values. The loss is the mean over all positions of
-the batch, and ``train_batch_size: 512`` counts targets (``batch_unit: targets``,
+PyTorch path (:class:`CausalLocalAttention`) gives the same values. The loss is the
+mean over all positions of the batch, and ``train_batch_size: 512`` counts targets (``batch_unit: targets``,
 :mod:`bench.batching`): a batch holds whole sessions with about 512 positions in all,
 the paper's 512 prefixes, and an epoch makes as many optimiser steps as the paper's.
 
@@ -172,8 +172,7 @@ def causal_local_attention(query: torch.Tensor, keys: torch.Tensor, hidden: torc
                            lengths: torch.Tensor, block_elements: int, keep_elements: int) -> torch.Tensor:
     """NARM's local context after every position (:class:`CausalLocalAttention`), by the
     C kernel where it applies (float32 on CPU, a C compiler present), else by PyTorch."""
-    if (query.dtype == torch.float32 and query.device.type == "cpu"
-            and native.kernel("narm_attention") is not None):
+    if native.applies_to(query, keys, hidden, v) and native.kernel("narm_attention") is not None:
         return NativeCausalLocalAttention.apply(query, keys, hidden, v, lengths)
     return CausalLocalAttention.apply(query, keys, hidden, v, lengths, block_elements, keep_elements)
 

@@ -82,6 +82,11 @@ def kernel(name: str) -> ctypes.CDLL | None:
         return None
 
 
+def applies_to(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels take these tensors: float32 on CPU (other dtypes and devices keep PyTorch's path)."""
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+
+
 def pointer(tensor: torch.Tensor) -> ctypes.c_void_p:
     """A contiguous CPU tensor's data, for a kernel argument."""
     if not tensor.is_contiguous() or tensor.device.type != "cpu":

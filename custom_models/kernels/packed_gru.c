@@ -7,7 +7,8 @@
  * Packed layout: step t holds sizes[t] rows (non-increasing), at cells starts[t] ...; row b
  * of step t continues row b of step t - 1, and the state before step 0 is zero. In PyTorch
  * a step is a dozen small ops on a few dozen rows; here it is one pass per row, the
- * recurrent product in registers, two rows at a time, with the rows of a step spread over the threads.
+ * recurrent product in registers, two rows at a time, with the rows of a step spread
+ * over the threads.
  *
  * Float32, contiguous. H is the hidden size; W is zero-padded to a multiple of BLOCK
  * columns (the caller pads): forward takes W_hh^T as [H, wide3] (wide3 >= 3H), backward
@@ -42,20 +43,8 @@ static void two_rows_times(const float *restrict x0, const float *restrict x1, c
     }
 }
 
-/* out [cells, H]: the states; gates [cells, 4H]: r, z, n and gh_n of every cell, for backward
- * (NULL: not kept). */
-/* One cell's state h; its gates go to keep unless keep is NULL (no backward to come). */
+/* One cell's state h, and its gates r, z, n and gh_n into keep [4H]. */
 static void forward_cell(const float *g, const float *gh, const float *h_prev, int64_t H, float *h, float *keep) {
-    if (!keep) {
-#pragma omp simd
-        for (int64_t i = 0; i < H; i++) {
-            const float r = sigmoid(g[i] + gh[i]);
-            const float z = sigmoid(g[H + i] + gh[H + i]);
-            const float n = tanhf(g[2 * H + i] + r * gh[2 * H + i]);
-            h[i] = n + z * (h_prev[i] - n);
-        }
-        return;
-    }
 #pragma omp simd
     for (int64_t i = 0; i < H; i++) {
         const float r = sigmoid(g[i] + gh[i]);
@@ -69,11 +58,14 @@ static void forward_cell(const float *g, const float *gh, const float *h_prev, i
     }
 }
 
+/* out [cells, H]: the states; gates [cells, 4H]: r, z, n and gh_n of every cell, for backward
+ * (NULL: not kept; each thread then writes them to a scratch row). */
 void packed_gru_forward(const float *gi, const float *w_hh_t, const int64_t *sizes, int64_t steps, int64_t H,
                         int64_t wide3, int threads, float *out, float *gates) {
 #pragma omp parallel num_threads(threads)
     {
         float *gh = calloc(2 * wide3, sizeof(float)), *zero = calloc(H, sizeof(float));
+        float *scratch = gates ? NULL : malloc(sizeof(float) * 4 * H);
         int64_t start = 0, previous = 0;
         for (int64_t t = 0; t < steps; t++) {
             const int64_t rows = sizes[t];
@@ -86,7 +78,7 @@ void packed_gru_forward(const float *gi, const float *w_hh_t, const int64_t *siz
                 for (int64_t i = 0; i < n; i++) {
                     const int64_t cell = start + b + i;
                     forward_cell(gi + cell * 3 * H, gh + i * wide3, i ? h1 : h0, H, out + cell * H,
-                                 gates ? gates + cell * 4 * H : NULL);
+                                 gates ? gates + cell * 4 * H : scratch);
                 }
             }
             previous = start;
@@ -94,12 +86,10 @@ void packed_gru_forward(const float *gi, const float *w_hh_t, const int64_t *siz
         }
         free(gh);
         free(zero);
+        free(scratch);
     }
 }
 
-/* Given dh [cells, H] (d loss / d out; overwritten: the gradient carried back is added in),
- * writes d_gi [cells, 3H] (d loss / d gi) and d_gh [cells, 3H] (d loss / d gh); the caller
- * turns them into the weight and input gradients with three matrix products. */
 /* The gate gradients of one cell from its d loss / d h (g) and its kept gates. */
 static void backward_cell(const float *g, const float *keep, const float *h_prev, int64_t H, float *dgi,
                           float *dgh) {
@@ -119,6 +109,9 @@ static void backward_cell(const float *g, const float *keep, const float *h_prev
     }
 }
 
+/* Given dh [cells, H] (d loss / d out; overwritten: the gradient carried back is added in),
+ * writes d_gi [cells, 3H] (d loss / d gi) and d_gh [cells, 3H] (d loss / d gh); the caller
+ * turns them into the weight and input gradients with three matrix products. */
 /* Given dh [cells, H] (d loss / d out; overwritten: the gradient carried back is added in),
  * writes d_gi [cells, 3H] (d loss / d gi) and d_gh [cells, 3H] (d loss / d gh); the caller
  * turns them into the weight and input gradients with three matrix products. */
