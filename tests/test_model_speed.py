@@ -92,3 +92,37 @@ def test_speed_ups_are_written_rounded_down_so_a_miss_never_reads_as_the_goal():
     assert model_speed.speedup_text(9.96) == "9.9x"
     assert model_speed.speedup_text(10.0) == "10.0x"
     assert model_speed.speedup_text(26.848) == "26.8x"
+
+
+def test_plan_runs_the_thin_margin_seeds_first_and_the_optional_steps_after():
+    steps = model_speed.plan(PAIRS, [0, 1, 2])
+    essential = [s for s in steps if s.essential]
+    assert steps[:len(essential)] == essential  # nothing optional before an essential step
+    for step in essential:
+        seed, pair, variant = step.runs[0]
+        assert variant is pair.ours[0] and step.runs[1] == (seed, pair, None)  # ours and RecBole's together
+        assert pair.essential_seeds is None or seed < pair.essential_seeds
+    papers = [p for p in PAIRS if p.batches == "papers"]
+    assert {(s.runs[0][0], s.runs[0][1].name) for s in essential} >= {(seed, p.name) for seed in (0, 1, 2) for p in papers}
+    optional = steps[len(essential):]
+    third_seeds = [s for s in optional if len(s.runs) == 2]
+    assert {(s.runs[0][0], s.runs[0][1].name) for s in third_seeds} == {
+        (2, p.name) for p in PAIRS if p.essential_seeds == 2}
+    assert optional[:len(third_seeds)] == third_seeds  # then the variants of ours
+    assert len(optional) - len(third_seeds) == 3 * sum(len(p.ours) - 1 for p in PAIRS)
+    assert all(variant is not None for s in model_speed.plan(PAIRS, [0], with_recbole=False) for _, _, variant in s.runs)
+
+
+def test_a_step_is_predicted_from_the_longest_earlier_run_of_its_pair():
+    pair = PAIRS[0]
+    main, variant = pair.ours[0], pair.ours[1]
+    rows = [Row(pair.name, main[0], 0, result([0.1], [1.0], [0.1]), 30.0),
+            Row(pair.name, "RecBole", 0, result([0.1], [1.0], [0.1]), 70.0),
+            Row(pair.name, main[0], 1, result([0.1], [1.0], [0.1]), 40.0),
+            Row(PAIRS[1].name, "RecBole", 0, result([0.1], [1.0], [0.1]), 500.0)]
+    seed_step = model_speed.Step([(2, pair, main), (2, pair, None)], essential=False)
+    assert model_speed.predicted_seconds(seed_step, rows) == pytest.approx(40.0 + 70.0)
+    first_variant = model_speed.Step([(0, pair, variant)], essential=False)
+    assert model_speed.predicted_seconds(first_variant, rows) == pytest.approx(model_speed.VARIANT_COST * 40.0)
+    rows.append(Row(pair.name, variant[0], 0, result([0.1], [1.0], [0.1]), 55.0))
+    assert model_speed.predicted_seconds(first_variant, rows) == pytest.approx(55.0)
