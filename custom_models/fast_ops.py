@@ -304,7 +304,7 @@ class _PackedGRU(torch.autograd.Function):
         # every [cells, *] matrix below has zero rows appended (see _padded_rows), so the
         # weight gradients' inner dimension recurs too; the zero rows get zero gradients
         padded = _padded_count(cells)
-        h_prev = _previous_states(out, sizes, padded)
+        h_prev = _previous_states(out, torch.as_tensor(sizes), padded)
         data = _padded_rows(data)
         gi, gh = linear(data, w_ih), linear(h_prev, w_hh)  # PyTorch's gate order: reset, update, new
         rz = torch.sigmoid(gi[:, :2 * size] + gh[:, :2 * size])
@@ -334,18 +334,27 @@ def _padded_columns(matrix: torch.Tensor, multiple: int = 32) -> torch.Tensor:
     return F.pad(matrix, (0, -matrix.size(1) % multiple)).contiguous()
 
 
-def _previous_states(out: torch.Tensor, sizes: list[int], rows: int | None = None) -> torch.Tensor:
+def _previous_states(out: torch.Tensor, sizes: torch.Tensor, rows: int | None = None) -> torch.Tensor:
     """``h_{t-1}`` of every packed cell [rows, H] (0 at t = 0; rows past the cells are 0 too):
-    the same row's cell one step earlier (packed rows keep their order)."""
+    the same row's cell one step earlier, ``sizes[t-1]`` cells back (packed rows keep their order)."""
     cells, size = out.shape
-    starts = [0]
-    for n in sizes[:-1]:
-        starts.append(starts[-1] + n)
-    previous = torch.cat([torch.arange(start, start + n) for start, n in zip(starts, sizes[1:])]
-                         or [torch.zeros(0, dtype=torch.long)])
+    sizes = sizes.to(torch.long)
+    previous = torch.arange(int(sizes[0]), cells) - torch.repeat_interleave(sizes[:-1], sizes[1:])
     h_prev = out.new_zeros(rows or cells, size)
-    h_prev[sizes[0]:cells] = out.index_select(0, previous.to(out.device))
+    h_prev[int(sizes[0]):cells] = out.index_select(0, previous.to(out.device))
     return h_prev
+
+
+def packed_cells(lengths: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where ``pack_padded_sequence`` takes its cells from, for rows [B, length] with
+    ``lengths``: the flat positions ``row * length + t`` in packed order (time-major,
+    rows longest first) and the packed ``batch_sizes`` (int64 on CPU, as PackedSequence keeps them)."""
+    lengths = lengths.to(torch.long)
+    order = torch.sort(lengths, descending=True, stable=True).indices
+    running = torch.arange(length, device=lengths.device).unsqueeze(1) < lengths[order].unsqueeze(0)  # [T, B]
+    t, k = running.nonzero(as_tuple=True)
+    batch_sizes = running.sum(1)
+    return order[k] * length + t, batch_sizes[batch_sizes > 0].cpu()
 
 
 class _NativePackedGRU(torch.autograd.Function):
@@ -371,7 +380,7 @@ class _NativePackedGRU(torch.autograd.Function):
             native.pointer(out), native.pointer(gates), native.pointer(w_hh_wide), native.pointer(sizes),
             ctypes.c_int64(len(sizes)), ctypes.c_int64(size), ctypes.c_int64(w_hh_wide.size(1)),
             ctypes.c_int(torch.get_num_threads()), native.pointer(dh), native.pointer(d_gi), native.pointer(d_gh))
-        h_prev = _previous_states(out, sizes.tolist())
+        h_prev = _previous_states(out, sizes)
         return (linear(d_gi, w_ih.t()), None, _weight_gradient(d_gi, data.contiguous()),
                 _weight_gradient(d_gh, h_prev), None)
 

@@ -48,11 +48,11 @@ import itertools
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 import bench.compat  # noqa: F401
 from custom_models import native
-from custom_models.fast_ops import Dropout, linear, packed_gru
+from custom_models.fast_ops import Dropout, linear, packed_cells, packed_gru
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_start_of, make_softmax_loss,
                                          position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -204,13 +204,15 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         init_weights(self, self.item_embedding)
 
     # -- encoder ------------------------------------------------------------------
-    def _hidden_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor,
-                       sorted_lengths: bool = False) -> torch.Tensor:
-        """GRU states after every position [B, L, H]; 0 after a row's end (packed: no work on padding).
-        ``sorted_lengths``: rows come longest first, so packing needs no permutation."""
-        emb = self.embedding_dropout(self.item_embedding(item_seq))
-        packed = pack_padded_sequence(emb, item_seq_len.cpu(), batch_first=True, enforce_sorted=sorted_lengths)
-        return pad_packed_sequence(packed_gru(packed, self.gru), batch_first=True, total_length=item_seq.size(1))[0]
+    def _hidden_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """GRU states after every position [B, L, H]; 0 after a row's end (packed: no work on padding)."""
+        rows, length = item_seq.shape
+        cells, batch_sizes = packed_cells(item_seq_len, length)
+        # items straight into the packed order: one gather each way, where
+        # pack_padded_sequence and pad_packed_sequence copy (and backward copies) per time step
+        emb = self.embedding_dropout(self.item_embedding(item_seq.reshape(-1).index_select(0, cells)))
+        states = packed_gru(PackedSequence(emb, batch_sizes), self.gru).data
+        return states.new_zeros(rows * length, states.size(1)).index_copy(0, cells, states).view(rows, length, -1)
 
     def _attend(self, query: torch.Tensor, keys: torch.Tensor, hidden: torch.Tensor,
                 visible: torch.Tensor) -> torch.Tensor:
@@ -255,7 +257,7 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         inputs, targets, real = position_targets(interaction[self.ITEM_SEQ][order], item_seq_len,
                                                  interaction[self.POS_ITEM_ID][order],
                                                  None if start is None else start[order])
-        hidden = self._hidden_states(inputs, item_seq_len, sorted_lengths=True)
+        hidden = self._hidden_states(inputs, item_seq_len)
         local = self._local_contexts(hidden, item_seq_len)
         # padding positions never reach the decoder
         positions = real.view(-1).nonzero().squeeze(1)

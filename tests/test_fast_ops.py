@@ -7,7 +7,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from custom_models import fast_ops
-from custom_models.fast_ops import Dropout, dropout, gru_cell, item_cross_entropy, linear, lookup, packed_gru
+from custom_models.fast_ops import (Dropout, dropout, gru_cell, item_cross_entropy, linear, lookup, packed_cells,
+                                   packed_gru)
 
 
 def test_fast_ops_compute_what_pytorch_computes():
@@ -109,6 +110,25 @@ def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_ro
     assert torch.allclose(ours, theirs, atol=1e-12 if exact else 1e-5)
     for mine, reference in zip(our_grads, their_grads):
         assert torch.allclose(mine, reference, atol=1e-10 if exact else 1e-4, rtol=0 if exact else 1e-4)
+
+
+@pytest.mark.parametrize("lengths", [[7, 5, 3, 1], [2, 7, 1, 4], [1], [3, 5, 3, 5, 2]])
+def test_packed_cells_are_the_cells_pack_padded_sequence_takes(lengths):
+    length = max(lengths) + 2  # trailing padding no row reaches
+    x = torch.randn(len(lengths), length, 3, generator=torch.Generator().manual_seed(len(lengths)))
+    cells, batch_sizes = packed_cells(torch.tensor(lengths), length)
+    packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+    assert torch.equal(batch_sizes, packed.batch_sizes) and batch_sizes.device.type == "cpu"
+    rows, steps = cells // length, cells % length
+    start = 0
+    for t, n in enumerate(batch_sizes.tolist()):  # each time step: the rows still running, longest first
+        assert steps[start:start + n].eq(t).all()
+        running = rows[start:start + n]
+        assert sorted(running.tolist()) == [r for r, n_items in enumerate(lengths) if n_items > t]
+        assert torch.tensor(lengths)[running].diff().le(0).all()
+        start += n
+    if len(set(lengths)) == len(lengths):  # without ties the order is pack_padded_sequence's own
+        assert torch.equal(x.reshape(-1, 3)[cells], packed.data)
 
 
 def test_packed_gru_refuses_a_gru_it_does_not_implement():
