@@ -88,7 +88,8 @@ def applies_to(*tensors: torch.Tensor) -> bool:
 
 
 def pointer(tensor: torch.Tensor) -> ctypes.c_void_p:
-    """A contiguous CPU tensor's data, for a kernel argument."""
+    """A contiguous CPU tensor's data, for a kernel argument. The caller holds the tensor
+    until the kernel returns: ``pointer(x.contiguous())`` would hand over freed memory."""
     if not tensor.is_contiguous() or tensor.device.type != "cpu":
         raise ValueError("a native kernel takes contiguous CPU tensors")
     return ctypes.c_void_p(tensor.data_ptr())

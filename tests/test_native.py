@@ -1,6 +1,6 @@
 """custom_models.native and its kernels (NARM's attention weights, the packed GRU's time
-loops): the same values and gradients as the direct formulas, independent of the thread
-count, and a clean fallback when they cannot build."""
+loops, GRU4Rec's BPR-max loss): the same values and gradients as the direct formulas,
+independent of the thread count, and a clean fallback when they cannot build."""
 from __future__ import annotations
 
 import shutil
@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from custom_models import native
 from custom_models.fast_ops import packed_gru
+from custom_models.gru4rec import bpr_max_loss
 from custom_models.narm import CausalLocalAttention, NativeCausalLocalAttention, causal_local_attention
 
 needs_compiler = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
@@ -109,6 +110,44 @@ def test_native_gru_matches_nn_gru_and_ignores_the_thread_count(lengths, inputs,
         torch.testing.assert_close(m, t, rtol=1e-4, atol=1e-4 * t.abs().max().item())
 
 
+def bpr_max_float64(R: torch.Tensor, bpreg: float) -> torch.Tensor:
+    """BPR-max written out in float64: -log sum_j s_j sigmoid(r_k - r_j) + bpreg sum_j s_j r_j^2."""
+    negatives = ~torch.eye(*R.shape, dtype=torch.bool)
+    s = torch.softmax(R.masked_fill(~negatives, -torch.inf), 1)
+    pos = R.diagonal().view(-1, 1)
+    return -torch.log((s * torch.sigmoid(pos - R)).sum(1) + 1e-24) + bpreg * (s * R * R).sum(1)
+
+
+@needs_compiler
+@pytest.mark.parametrize("rows, cols, scale", [(4, 9, 2.0), (3, 3, 1.0),  # no extra samples
+                                               (128, 128 + 2048, 0.5), (128, 128 + 2048, 40.0),  # saturated
+                                               (37, 61, 5.0)])
+@pytest.mark.parametrize("per_row_grad", [True, False])
+def test_native_bpr_max_matches_the_formula_and_ignores_the_thread_count(rows, cols, scale, per_row_grad):
+    assert native.kernel("bpr_max") is not None
+    gen = torch.Generator().manual_seed(rows + cols)
+    R = (scale * torch.randn(rows, cols, generator=gen)).requires_grad_()
+    # training's gradient is loss.sum() / batch: one number expanded over the rows (stride 0)
+    grad = torch.rand(rows, generator=gen) if per_row_grad else torch.tensor(1 / 128).expand(rows)
+    wide = R.detach().double().requires_grad_()
+    expected = bpr_max_float64(wide, 0.9)
+    expected_grad, = torch.autograd.grad(expected, wide, grad.double())
+    threads, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            loss = bpr_max_loss(R, 0.9)
+            assert loss.grad_fn.name().startswith("NativeBPRMax")
+            results.append((loss, *torch.autograd.grad(loss, R, grad)))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)  # rows are split over threads, never a sum
+    loss, grad_R = results[0]
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_R.double(), expected_grad, rtol=1e-4, atol=1e-5 * expected_grad.abs().max().item())
+
+
 @needs_compiler
 def test_loading_a_kernel_keeps_subnormal_floats():
     """-ffast-math at link time would switch the whole process to flush-to-zero."""
@@ -124,6 +163,10 @@ def test_without_a_kernel_the_pytorch_path_runs(monkeypatch):
     real = torch.arange(4).view(1, -1) < inputs[4].view(-1, 1)  # the PyTorch path leaves garbage past the end
     expected = direct(*(x.detach().double() for x in inputs[:4]), inputs[4])
     torch.testing.assert_close(out.double()[real], expected[real], rtol=1e-5, atol=1e-6)
+    R = torch.randn(5, 12, generator=torch.Generator().manual_seed(6), requires_grad=True)
+    loss = bpr_max_loss(R, 0.5)
+    assert not loss.grad_fn.name().startswith("NativeBPRMax")
+    torch.testing.assert_close(loss.double(), bpr_max_float64(R.detach().double(), 0.5), rtol=1e-5, atol=1e-6)
 
 
 def test_a_failed_build_or_the_switch_gives_no_kernel(tmp_path):

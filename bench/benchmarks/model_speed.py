@@ -589,8 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         "commit": commit(),
         "digests": file_digests([REPO / "custom_models" / f"{m}.py" for m in dict.fromkeys(p.model for p in pairs)]
                                 + [REPO / "custom_models" / f for f in ("per_position.py", "fast_ops.py", "native.py",
-                                                                        "kernels/narm_attention.c", "kernels/packed_gru.c",
-                                                                        "gru4rec_trainer.py")]),
+                                                                        "gru4rec_trainer.py")]
+                                + sorted((REPO / "custom_models" / "kernels").glob("*.c"))),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "threads": threads, "uptime_start": start_load, "t0": t0, "name": args.name, "seeds": seeds,
         "ours_epochs": {p.name: min(p.ours_max_epochs, args.ours_epochs or p.ours_max_epochs) for p in pairs},
