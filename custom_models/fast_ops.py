@@ -379,7 +379,7 @@ class _NativePackedGRU(torch.autograd.Function):
         _gru_kernel().packed_gru_backward(
             native.pointer(out), native.pointer(gates), native.pointer(w_hh_wide), native.pointer(sizes),
             ctypes.c_int64(len(sizes)), ctypes.c_int64(size), ctypes.c_int64(w_hh_wide.size(1)),
-            ctypes.c_int(torch.get_num_threads()), native.pointer(dh), native.pointer(d_gi), native.pointer(d_gh))
+            native.threads(), native.pointer(dh), native.pointer(d_gi), native.pointer(d_gh))
         h_prev = _previous_states(out, sizes)
         return (linear(d_gi, w_ih.t()), None, _weight_gradient(d_gi, data.contiguous()),
                 _weight_gradient(d_gh, h_prev), None)
@@ -397,7 +397,7 @@ def _native_gru_states(data: torch.Tensor, batch_sizes: torch.Tensor, w_ih: torc
     w_hh_t = _padded_columns(w_hh.t())
     _gru_kernel().packed_gru_forward(
         native.pointer(gi), native.pointer(w_hh_t), native.pointer(sizes), ctypes.c_int64(len(sizes)),
-        ctypes.c_int64(size), ctypes.c_int64(w_hh_t.size(1)), ctypes.c_int(torch.get_num_threads()),
+        ctypes.c_int64(size), ctypes.c_int64(w_hh_t.size(1)), native.threads(),
         native.pointer(out), None if gates is None else native.pointer(gates))
     return out, gates
 

@@ -155,7 +155,7 @@ class NativeBPRMax(torch.autograd.Function):
         loss, stats = R.new_empty(rows), R.new_empty(rows, 4)
         native.kernel("bpr_max").bpr_max_forward(
             native.pointer(R), ctypes.c_int64(rows), ctypes.c_int64(cols), ctypes.c_float(bpreg),
-            ctypes.c_int(torch.get_num_threads()), native.pointer(loss), native.pointer(stats))
+            native.threads(), native.pointer(loss), native.pointer(stats))
         ctx.save_for_backward(R, stats)
         ctx.bpreg = bpreg
         return loss
@@ -164,10 +164,10 @@ class NativeBPRMax(torch.autograd.Function):
     def backward(ctx, grad):
         R, stats = ctx.saved_tensors
         rows, cols = R.shape
-        grad, grad_R = grad.contiguous(), torch.empty_like(R)  # held: the kernel reads them after pointer()
+        grad_R = torch.empty_like(R)
         native.kernel("bpr_max").bpr_max_backward(
-            native.pointer(R), native.pointer(stats), native.pointer(grad), ctypes.c_int64(rows),
-            ctypes.c_int64(cols), ctypes.c_float(ctx.bpreg), ctypes.c_int(torch.get_num_threads()),
+            native.pointer(R), native.pointer(stats), native.pointer(grad.contiguous()), ctypes.c_int64(rows),
+            ctypes.c_int64(cols), ctypes.c_float(ctx.bpreg), native.threads(),
             native.pointer(grad_R))
         return grad_R, None
 

@@ -164,8 +164,8 @@ class NativeCausalLocalAttention(torch.autograd.Function):
 
 
 def _sizes(rows: int, length: int, size: int) -> tuple:
-    """The kernel's shape arguments, and the threads PyTorch is set to use."""
-    return ctypes.c_int64(rows), ctypes.c_int64(length), ctypes.c_int64(size), ctypes.c_int(torch.get_num_threads())
+    """The kernel's shape arguments, and its thread count."""
+    return ctypes.c_int64(rows), ctypes.c_int64(length), ctypes.c_int64(size), native.threads()
 
 
 def causal_local_attention(query: torch.Tensor, keys: torch.Tensor, hidden: torch.Tensor, v: torch.Tensor,

@@ -88,8 +88,15 @@ def applies_to(*tensors: torch.Tensor) -> bool:
 
 
 def pointer(tensor: torch.Tensor) -> ctypes.c_void_p:
-    """A contiguous CPU tensor's data, for a kernel argument. The caller holds the tensor
-    until the kernel returns: ``pointer(x.contiguous())`` would hand over freed memory."""
+    """A contiguous CPU tensor's data, for a kernel argument. The pointer keeps the tensor
+    alive, so ``pointer(x.contiguous())`` stays valid while the kernel runs."""
     if not tensor.is_contiguous() or tensor.device.type != "cpu":
         raise ValueError("a native kernel takes contiguous CPU tensors")
-    return ctypes.c_void_p(tensor.data_ptr())
+    address = ctypes.c_void_p(tensor.data_ptr())
+    address.tensor = tensor  # a temporary would otherwise be freed before the call
+    return address
+
+
+def threads() -> ctypes.c_int:
+    """The kernels' OpenMP thread count: the threads PyTorch is set to use."""
+    return ctypes.c_int(torch.get_num_threads())

@@ -283,8 +283,10 @@ def predicted_seconds(step: Step, rows: list[Row]) -> float:
     for _, pair, variant in step.runs:
         label = label_of(variant)
         same = [r.wall_seconds for r in rows if r.model == pair.name and r.implementation == label]
-        main = [r.wall_seconds for r in rows if r.model == pair.name and r.implementation == pair.ours[0][0]]
-        total += max(same) if same else VARIANT_COST * max(main, default=0.0)
+        if not same:  # a variant's first run
+            label, cost = pair.ours[0][0], VARIANT_COST
+            same = [cost * r.wall_seconds for r in rows if r.model == pair.name and r.implementation == label]
+        total += max(same, default=0.0)
     return total
 
 
