@@ -156,6 +156,20 @@ def test_item_cross_entropy_is_cross_entropy_over_every_item_but_padding(n, n_it
     assert torch.all(mine[1][0] == 0)  # padding never a candidate: no gradient
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows, columns", [(1, 1), (7, 3), (544, 1682), (3, 40000)])
+def test_softmax_in_place_is_torch_softmax_bitwise(rows, columns, threads):
+    logits = 6 * torch.randn(rows, columns, generator=torch.Generator().manual_seed(rows))
+    expected = torch.softmax(logits, 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        probs = fast_ops._softmax_in_place(logits)
+    finally:
+        torch.set_num_threads(before)
+    assert probs.data_ptr() == logits.data_ptr() and torch.equal(probs, expected)
+
+
 def test_item_cross_entropy_is_exact_where_the_target_probability_underflows():
     # logits 200 apart: the target's softmax probability is 0 in float32, its loss ~200
     output = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
