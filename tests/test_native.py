@@ -14,9 +14,9 @@ import bench  # noqa: F401
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from custom_models import native
-from custom_models.fast_ops import packed_gru
+from custom_models.fast_ops import packed_cells, packed_gru
 from custom_models.gru4rec import bpr_max_loss
-from custom_models.narm import CausalLocalAttention, NativeCausalLocalAttention, causal_local_attention
+from custom_models.narm import CausalLocalAttention, NativePackedLocalAttention, packed_local_attention
 
 needs_compiler = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
                                     reason="no C compiler: the PyTorch path is used")
@@ -38,6 +38,27 @@ def direct(query, keys, hidden, v, lengths):
     return (alpha * torch.ones(length, length, dtype=query.dtype).tril()) @ hidden * real.unsqueeze(-1)
 
 
+def packed_attention(query, keys, hidden, v, lengths):
+    """:func:`packed_local_attention` on padded [B, T, H] inputs: their real cells in packed
+    order in, the local contexts back at their padded positions (0 past a row's end)."""
+    rows, length, size = query.shape
+    cells, batch_sizes = packed_cells(lengths, length)
+    local = packed_local_attention(*(x.flatten(0, 1).index_select(0, cells) for x in (query, keys, hidden)), v,
+                                   cells, batch_sizes, lengths, length)
+    return local.new_zeros(rows * length, size).index_copy(0, cells, local).view(rows, length, size)
+
+
+def graph_of(tensor) -> set[str]:
+    """The names of the autograd nodes that ``tensor`` came from."""
+    seen, todo = set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(next_node for next_node, _ in node.next_functions)
+    return {node.name() for node in seen}
+
+
 @needs_compiler
 @pytest.mark.parametrize("lengths, length, size", [([5, 2, 1, 4], 5, 3),  # unsorted rows, padding
                                                    ([50] * 9 + [31, 7], 50, 100),  # NARM's paper sizes
@@ -45,7 +66,8 @@ def direct(query, keys, hidden, v, lengths):
 def test_native_attention_matches_the_direct_formula_values_and_gradients(lengths, length, size):
     assert native.kernel("narm_attention") is not None  # a compiler is here: the kernel must build
     inputs = attention_inputs(lengths, length, size)
-    ours = NativeCausalLocalAttention.apply(*inputs)
+    ours = packed_attention(*inputs)
+    assert "NativePackedLocalAttentionBackward" in graph_of(ours)
     wide = [x.detach().double().requires_grad_() for x in inputs[:4]]
     expected = direct(*wide, inputs[4])
     torch.testing.assert_close(ours.double(), expected, rtol=1e-4, atol=1e-4)
@@ -69,7 +91,7 @@ def test_native_attention_agrees_with_the_pytorch_path_and_ignores_the_thread_co
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            out = NativeCausalLocalAttention.apply(*inputs)
+            out = packed_attention(*inputs)
             results.append((out, *torch.autograd.grad((out * weights).sum(), inputs[:4])))
     finally:
         torch.set_num_threads(threads)
@@ -159,10 +181,10 @@ def test_loading_a_kernel_keeps_subnormal_floats():
 def test_without_a_kernel_the_pytorch_path_runs(monkeypatch):
     monkeypatch.setattr(native, "kernel", lambda name: None)
     inputs = attention_inputs([4, 2], 4, 3)
-    out = causal_local_attention(*inputs, 1 << 22, 0)
-    real = torch.arange(4).view(1, -1) < inputs[4].view(-1, 1)  # the PyTorch path leaves garbage past the end
+    out = packed_attention(*inputs)
+    assert "CausalLocalAttentionBackward" in graph_of(out)
     expected = direct(*(x.detach().double() for x in inputs[:4]), inputs[4])
-    torch.testing.assert_close(out.double()[real], expected[real], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-6)
     R = torch.randn(5, 12, generator=torch.Generator().manual_seed(6), requires_grad=True)
     loss = bpr_max_loss(R, 0.5)
     assert not loss.grad_fn.name().startswith("NativeBPRMax")

@@ -112,9 +112,6 @@ static void backward_cell(const float *g, const float *keep, const float *h_prev
 /* Given dh [cells, H] (d loss / d out; overwritten: the gradient carried back is added in),
  * writes d_gi [cells, 3H] (d loss / d gi) and d_gh [cells, 3H] (d loss / d gh); the caller
  * turns them into the weight and input gradients with three matrix products. */
-/* Given dh [cells, H] (d loss / d out; overwritten: the gradient carried back is added in),
- * writes d_gi [cells, 3H] (d loss / d gi) and d_gh [cells, 3H] (d loss / d gh); the caller
- * turns them into the weight and input gradients with three matrix products. */
 void packed_gru_backward(const float *out, const float *gates, const float *w_hh, const int64_t *sizes,
                          int64_t steps, int64_t H, int64_t wideH, int threads, float *dh, float *d_gi,
                          float *d_gh) {
