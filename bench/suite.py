@@ -149,11 +149,20 @@ class Suite:
     def meta(self, command: str | None = None) -> dict:
         """What the report needs to know about the suite (kept in the results store)."""
         return {
-            "name": self.name, "file": str(self.path), "command": command, "description": self.description,
+            "name": self.name, "file": _shown(self.path), "command": command, "description": self.description,
             "models": list(self.models), "seeds": list(self.seeds), "overrides": self.overrides,
             "datasets": {d.name: {k: v for k, v in (("published_key", d.published_key), ("convert", d.convert))
                                   if v is not None} for d in self.datasets},
         }
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (a report made in
+    one checkout then names the suite file the same way in any other), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def find_suite(name_or_path: str | None) -> Path:

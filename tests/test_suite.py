@@ -305,3 +305,11 @@ def test_shipped_suites_are_valid_and_the_default_converts_its_data_on_the_fly(t
     assert (tmp_path / "atomic" / "ml100k" / "manifest.json").is_file()
     assert len(outcome.runs) == 7 * 3 and {r.protocol for r in outcome.runs} == {"leave-one-out"}
     assert not (tmp_path / "results").exists()  # a dry run trains and writes nothing
+
+
+def test_the_report_names_the_suite_file_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    default = load_suite(find_suite(None), tmp_path / "atomic")
+    assert default.meta()["file"] == "bench/suites/default.yaml"  # the same in every checkout
+    monkeypatch.chdir(tmp_path)  # a suite outside the working directory keeps its absolute path
+    assert default.meta()["file"] == str(SUITES_DIR / "default.yaml")
