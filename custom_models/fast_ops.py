@@ -338,9 +338,10 @@ class _PackedGRU(torch.autograd.Function):
         return linear(d_gi, w_ih.t())[:cells], None, _weight_gradient(d_gi, data), _weight_gradient(d_gh, h_prev), None
 
 
-def _padded_columns(matrix: torch.Tensor, multiple: int = 32) -> torch.Tensor:
-    """``matrix`` [R, C] with zero columns appended up to a multiple of ``multiple``, contiguous."""
-    return F.pad(matrix, (0, -matrix.size(1) % multiple)).contiguous()
+def padded_columns(x: torch.Tensor, multiple: int = 32) -> torch.Tensor:
+    """``x`` [..., C] with zero columns appended up to a multiple of ``multiple``, contiguous."""
+    extra = -x.size(-1) % multiple
+    return F.pad(x, (0, extra)).contiguous() if extra else x.contiguous()
 
 
 def _previous_states(out: torch.Tensor, sizes: torch.Tensor, rows: int | None = None) -> torch.Tensor:
@@ -366,6 +367,12 @@ def packed_cells(lengths: torch.Tensor, length: int) -> tuple[torch.Tensor, torc
     return order[k] * length + t, batch_sizes[batch_sizes > 0].cpu()
 
 
+def unpacked(x: torch.Tensor, cells: torch.Tensor, rows: int, length: int) -> torch.Tensor:
+    """Packed cells ``x`` [cells, ...] back in the padded batch [rows, length, ...] (0 on
+    padding): the inverse of gathering at :func:`packed_cells`' positions."""
+    return x.new_zeros((rows * length,) + x.shape[1:]).index_copy(0, cells, x).view(rows, length, *x.shape[1:])
+
+
 class _NativePackedGRU(torch.autograd.Function):
     """:class:`_PackedGRU` with both time loops in the C kernel ``kernels/packed_gru.c``:
     a step is one pass per row (the recurrent product kept in registers) instead of a
@@ -384,7 +391,7 @@ class _NativePackedGRU(torch.autograd.Function):
         cells, size = out.shape
         dh = grad_out.contiguous().clone()
         d_gi, d_gh = out.new_empty(cells, 3 * size), out.new_empty(cells, 3 * size)
-        w_hh_wide = _padded_columns(w_hh)
+        w_hh_wide = padded_columns(w_hh)
         _gru_kernel().packed_gru_backward(
             native.pointer(out), native.pointer(gates), native.pointer(w_hh_wide), native.pointer(sizes),
             ctypes.c_int64(len(sizes)), ctypes.c_int64(size), ctypes.c_int64(w_hh_wide.size(1)),
@@ -403,7 +410,7 @@ def _native_gru_states(data: torch.Tensor, batch_sizes: torch.Tensor, w_ih: torc
     gi = linear(data, w_ih).contiguous()
     out = data.new_empty(cells, size)
     gates = data.new_empty(cells, 4 * size) if keep_gates else None
-    w_hh_t = _padded_columns(w_hh.t())
+    w_hh_t = padded_columns(w_hh.t())
     _gru_kernel().packed_gru_forward(
         native.pointer(gi), native.pointer(w_hh_t), native.pointer(sizes), ctypes.c_int64(len(sizes)),
         ctypes.c_int64(size), ctypes.c_int64(w_hh_t.size(1)), native.threads(),

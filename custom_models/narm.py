@@ -48,13 +48,12 @@ import ctypes
 import itertools
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 import bench.compat  # noqa: F401
 from custom_models import native
-from custom_models.fast_ops import Dropout, linear, packed_cells, packed_gru
+from custom_models.fast_ops import Dropout, linear, packed_cells, packed_gru, padded_columns, unpacked
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_start_of, make_softmax_loss,
                                          position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -141,8 +140,7 @@ class NativePackedLocalAttention(torch.autograd.Function):
     ``kernels/narm_attention.c``: each (query, key) pair's sigmoids are computed where
     they are used (no [rows, T, J, H] tensor), and the weighted sums run over the packed
     cells (no padded [rows, T, H] copy, no [rows, T, J] weights). ``query``, ``keys``,
-    ``hidden`` [cells, H] in ``PackedSequence`` order with ``batch_sizes``; ``lengths`` the
-    packed rows' lengths, longest first. float32 on CPU only.
+    ``hidden`` [cells, H] in ``PackedSequence`` order with ``batch_sizes``. float32 on CPU only.
 
     The kernel gets H rounded up to a multiple of :data:`LANES` with zero columns (``v``
     is 0 there, so they add nothing): its loops over H then have no scalar remainder,
@@ -151,43 +149,35 @@ class NativePackedLocalAttention(torch.autograd.Function):
     process: median 1.81 -> 1.54 ms, minimum 1.37 -> 1.07 ms)."""
 
     @staticmethod
-    def forward(ctx, query, keys, hidden, v, batch_sizes, lengths):
+    def forward(ctx, query, keys, hidden, v, batch_sizes):
         ctx.size = hidden.size(1)
-        query, keys, hidden, v = (_lane_padded(x) for x in (query, keys, hidden, v))
+        query, keys, hidden, v = (padded_columns(x, LANES) for x in (query, keys, hidden, v))
         local = torch.zeros_like(hidden)
         native.kernel("narm_attention").narm_attention_forward(
-            *map(native.pointer, (query, keys, hidden, v)), *_layout(batch_sizes, lengths, hidden),
-            native.pointer(local))
-        ctx.save_for_backward(query, keys, hidden, v, batch_sizes, lengths)
+            *map(native.pointer, (query, keys, hidden, v)), *_layout(batch_sizes, hidden), native.pointer(local))
+        ctx.save_for_backward(query, keys, hidden, v, batch_sizes)
         return local[:, :ctx.size]
 
     @staticmethod
     def backward(ctx, grad_local):
-        query, keys, hidden, v, batch_sizes, lengths = ctx.saved_tensors
+        query, keys, hidden, v, batch_sizes = ctx.saved_tensors
         grad_query, grad_keys, grad_hidden = torch.empty_like(query), torch.zeros_like(keys), torch.zeros_like(hidden)
-        grad_v_rows = hidden.new_zeros(len(lengths), hidden.size(1))
+        grad_v_rows = hidden.new_zeros(int(batch_sizes[0]), hidden.size(1))
         native.kernel("narm_attention").narm_attention_backward(
-            *map(native.pointer, (query, keys, hidden, v)), *_layout(batch_sizes, lengths, hidden),
-            *map(native.pointer, (_lane_padded(grad_local), grad_query, grad_keys, grad_hidden, grad_v_rows)))
+            *map(native.pointer, (query, keys, hidden, v)), *_layout(batch_sizes, hidden),
+            *map(native.pointer, (padded_columns(grad_local, LANES), grad_query, grad_keys, grad_hidden, grad_v_rows)))
         size = ctx.size
-        return (grad_query[:, :size], grad_keys[:, :size], grad_hidden[:, :size], grad_v_rows.sum(0)[:size],
-                None, None)
+        return grad_query[:, :size], grad_keys[:, :size], grad_hidden[:, :size], grad_v_rows.sum(0)[:size], None
 
 
 # The kernel's vector width in floats: 16 (AVX-512); a multiple of AVX2's 8 too.
 LANES = 16
 
 
-def _lane_padded(x: torch.Tensor) -> torch.Tensor:
-    """``x`` [..., H], contiguous, with zero columns up to a multiple of :data:`LANES`."""
-    extra = -x.size(-1) % LANES
-    return F.pad(x, (0, extra)).contiguous() if extra else x.contiguous()
-
-
-def _layout(batch_sizes: torch.Tensor, lengths: torch.Tensor, hidden: torch.Tensor) -> tuple:
-    """The kernel's layout arguments (packed steps and rows, hidden size) and its thread count."""
-    return (native.pointer(batch_sizes), ctypes.c_int64(len(batch_sizes)), native.pointer(lengths),
-            ctypes.c_int64(len(lengths)), ctypes.c_int64(hidden.size(1)), native.threads())
+def _layout(batch_sizes: torch.Tensor, hidden: torch.Tensor) -> tuple:
+    """The kernel's layout arguments (packed steps, rows, hidden size) and its thread count."""
+    return (native.pointer(batch_sizes), ctypes.c_int64(len(batch_sizes)), ctypes.c_int64(int(batch_sizes[0])),
+            ctypes.c_int64(hidden.size(1)), native.threads())
 
 
 def packed_local_attention(query: torch.Tensor, keys: torch.Tensor, hidden: torch.Tensor, v: torch.Tensor,
@@ -202,15 +192,9 @@ def packed_local_attention(query: torch.Tensor, keys: torch.Tensor, hidden: torc
     (:class:`CausalLocalAttention`) on the padded batch.
     """
     if native.applies_to(query, keys, hidden, v) and native.kernel("narm_attention") is not None:
-        packed_lengths = lengths.to(torch.int64).sort(descending=True).values.contiguous().cpu()
-        return NativePackedLocalAttention.apply(query, keys, hidden, v, batch_sizes.contiguous(), packed_lengths)
-    rows = len(lengths)
-
-    def padded(x):
-        return x.new_zeros(rows * length, x.size(1)).index_copy(0, cells, x).view(rows, length, -1)
-
-    local = CausalLocalAttention.apply(padded(query), padded(keys), padded(hidden), v, lengths, block_elements,
-                                       keep_elements)
+        return NativePackedLocalAttention.apply(query, keys, hidden, v, batch_sizes.contiguous())
+    query, keys, hidden = (unpacked(x, cells, len(lengths), length) for x in (query, keys, hidden))
+    local = CausalLocalAttention.apply(query, keys, hidden, v, lengths, block_elements, keep_elements)
     return local.flatten(0, 1).index_select(0, cells)
 
 
@@ -252,9 +236,8 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
 
     def _hidden_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """GRU states after every position [B, L, H]; 0 after a row's end."""
-        rows, length = item_seq.shape
         states, cells, _ = self._packed_states(item_seq, item_seq_len)
-        return states.new_zeros(rows * length, states.size(1)).index_copy(0, cells, states).view(rows, length, -1)
+        return unpacked(states, cells, *item_seq.shape)
 
     def _attend(self, query: torch.Tensor, keys: torch.Tensor, hidden: torch.Tensor,
                 visible: torch.Tensor) -> torch.Tensor:
@@ -281,9 +264,7 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         Position ``t`` sees items ``<= t`` only; positions ``>= item_seq_len`` are 0.
         """
         global_context, local_context, cells = self._packed_contexts(item_seq, item_seq_len)
-        output = self._decode(global_context, local_context)
-        rows, length = item_seq.shape
-        return output.new_zeros(rows * length, output.size(1)).index_copy(0, cells, output).view(rows, length, -1)
+        return unpacked(self._decode(global_context, local_context), cells, *item_seq.shape)
 
     def last_representation(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """The representation after the last real item: [B, embedding_size]."""

@@ -14,7 +14,7 @@ import bench  # noqa: F401
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from custom_models import native
-from custom_models.fast_ops import packed_cells, packed_gru
+from custom_models.fast_ops import packed_cells, packed_gru, unpacked
 from custom_models.gru4rec import bpr_max_loss
 from custom_models.narm import CausalLocalAttention, packed_local_attention
 
@@ -41,11 +41,11 @@ def direct(query, keys, hidden, v, lengths):
 def packed_attention(query, keys, hidden, v, lengths):
     """:func:`packed_local_attention` on padded [B, T, H] inputs: their real cells in packed
     order in, the local contexts back at their padded positions (0 past a row's end)."""
-    rows, length, size = query.shape
+    rows, length, _ = query.shape
     cells, batch_sizes = packed_cells(lengths, length)
     local = packed_local_attention(*(x.flatten(0, 1).index_select(0, cells) for x in (query, keys, hidden)), v,
                                    cells, batch_sizes, lengths, length)
-    return local.new_zeros(rows * length, size).index_copy(0, cells, local).view(rows, length, size)
+    return unpacked(local, cells, rows, length)
 
 
 def graph_of(tensor) -> set[str]:

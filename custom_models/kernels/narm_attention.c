@@ -10,8 +10,8 @@
  *
  * The layout is PackedSequence's: time-major, rows longest first; step t holds
  * batch_sizes[t] rows, so cell (t, b) is row starts[t] + b of q, k, h [cells, H] with
- * starts[t] = batch_sizes[0] + ... + batch_sizes[t - 1]. lengths[b] is row b's length
- * (non-increasing in b). All tensors are float32 and contiguous.
+ * starts[t] = batch_sizes[0] + ... + batch_sizes[t - 1], and row b runs for the steps
+ * with batch_sizes[t] > b. All tensors are float32 and contiguous.
  *
  * Built by custom_models/native.py: compiled with -ffast-math, so that GCC calls glibc's
  * vectorised expf (libmvec), and linked without it, so that loading the library leaves
@@ -25,23 +25,29 @@
 
 static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* starts[t] for t < steps (the caller frees it). */
-static int64_t *step_starts(const int64_t *batch_sizes, int64_t steps) {
-    int64_t *starts = malloc(sizeof(int64_t) * (steps > 0 ? steps : 1));
-    int64_t cells = 0;
-    for (int64_t t = 0; t < steps; t++) {
-        starts[t] = cells;
-        cells += batch_sizes[t];
+/* starts[t] for t < steps, then each row's length for b < rows (one array; the caller
+ * frees it). batch_sizes is non-increasing, so row b runs while batch_sizes[t] > b. */
+static int64_t *packed_layout(const int64_t *batch_sizes, int64_t steps, int64_t rows) {
+    int64_t *layout = malloc(sizeof(int64_t) * (steps + rows > 0 ? steps + rows : 1));
+    int64_t cells = 0, t = steps;
+    for (int64_t s = 0; s < steps; s++) {
+        layout[s] = cells;
+        cells += batch_sizes[s];
     }
-    return starts;
+    for (int64_t b = 0; b < rows; b++) {
+        while (t > 0 && batch_sizes[t - 1] <= b) t--;
+        layout[steps + b] = t;
+    }
+    return layout;
 }
 
 /* local [cells, H] zeroed by the caller. Queries (b, t) are independent: they are
  * spread over the threads. */
 void narm_attention_forward(const float *q, const float *k, const float *hidden, const float *v,
-                            const int64_t *batch_sizes, int64_t steps, const int64_t *lengths, int64_t rows,
-                            int64_t H, int threads, float *local) {
-    int64_t *starts = step_starts(batch_sizes, steps);
+                            const int64_t *batch_sizes, int64_t steps, int64_t rows, int64_t H, int threads,
+                            float *local) {
+    int64_t *starts = packed_layout(batch_sizes, steps, rows);
+    const int64_t *lengths = starts + steps;
 #pragma omp parallel for schedule(dynamic, 8) collapse(2) num_threads(threads)
     for (int64_t b = 0; b < rows; b++) {
         for (int64_t t = 0; t < steps; t++) {
@@ -70,10 +76,11 @@ void narm_attention_forward(const float *q, const float *k, const float *hidden,
  * never share a cell); grad_v is summed per row, and the caller adds the rows up in a
  * fixed order, so the result does not depend on the number of threads. */
 void narm_attention_backward(const float *q, const float *k, const float *hidden, const float *v,
-                             const int64_t *batch_sizes, int64_t steps, const int64_t *lengths, int64_t rows,
-                             int64_t H, int threads, const float *grad_local, float *grad_q, float *grad_k,
-                             float *grad_hidden, float *grad_v_rows) {
-    int64_t *starts = step_starts(batch_sizes, steps);
+                             const int64_t *batch_sizes, int64_t steps, int64_t rows, int64_t H, int threads,
+                             const float *grad_local, float *grad_q, float *grad_k, float *grad_hidden,
+                             float *grad_v_rows) {
+    int64_t *starts = packed_layout(batch_sizes, steps, rows);
+    const int64_t *lengths = starts + steps;
 #pragma omp parallel num_threads(threads)
     {
         float *s = malloc(sizeof(float) * H);
