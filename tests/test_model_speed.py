@@ -94,23 +94,33 @@ def test_speed_ups_are_written_rounded_down_so_a_miss_never_reads_as_the_goal():
     assert model_speed.speedup_text(26.848) == "26.8x"
 
 
-def test_plan_runs_the_thin_margin_seeds_first_and_the_optional_steps_after():
+def test_plan_runs_every_seed_of_the_headline_pairs_first_and_the_optional_steps_after():
     steps = model_speed.plan(PAIRS, [0, 1, 2])
     essential = [s for s in steps if s.essential]
     assert steps[:len(essential)] == essential  # nothing optional before an essential step
-    for step in essential:
+    for step in steps:
         seed, pair, variant = step.runs[0]
-        assert variant is pair.ours[0] and step.runs[1] == (seed, pair, None)  # ours and RecBole's together
-        assert pair.essential_seeds is None or seed < pair.essential_seeds
-    papers = [p for p in PAIRS if p.batches == "papers"]
-    assert {(s.runs[0][0], s.runs[0][1].name) for s in essential} >= {(seed, p.name) for seed in (0, 1, 2) for p in papers}
+        if variant is pair.ours[0]:
+            assert step.runs[1] == (seed, pair, None)  # ours and RecBole's together
+    headline = [p for p in PAIRS if p.headline]
+    assert {p.batches for p in headline} == {"recbole", "papers"} and any(p.model == "gru4rec" for p in headline)
+    assert [(s.runs[0][0], s.runs[0][1].name) for s in essential] == [
+        (seed, p.name) for seed in (0, 1, 2) for p in headline]
     optional = steps[len(essential):]
-    third_seeds = [s for s in optional if len(s.runs) == 2]
-    assert {(s.runs[0][0], s.runs[0][1].name) for s in third_seeds} == {
-        (2, p.name) for p in PAIRS if p.essential_seeds == 2}
-    assert optional[:len(third_seeds)] == third_seeds  # then the variants of ours
-    assert len(optional) - len(third_seeds) == 3 * sum(len(p.ours) - 1 for p in PAIRS)
+    seed_steps = [s for s in optional if len(s.runs) == 2]
+    assert [(s.runs[0][0], s.runs[0][1].name) for s in seed_steps] == [
+        (seed, p.name) for seed in (0, 1, 2) for p in PAIRS if not p.headline]
+    assert optional[:len(seed_steps)] == seed_steps  # then the variants of ours
+    assert len(optional) - len(seed_steps) == 3 * sum(len(p.ours) - 1 for p in PAIRS)
     assert all(variant is not None for s in model_speed.plan(PAIRS, [0], with_recbole=False) for _, _, variant in s.runs)
+
+
+def test_without_a_headline_pair_every_selected_seed_is_essential():
+    papers = [p for p in PAIRS if not p.headline]
+    steps = model_speed.plan(papers, [0, 1, 2])
+    assert [(s.runs[0][0], s.runs[0][1].name) for s in steps if s.essential] == [
+        (seed, p.name) for seed in (0, 1, 2) for p in papers]
+    assert all(len(s.runs) == 1 for s in steps if not s.essential)  # only the variants are optional
 
 
 def test_a_step_is_predicted_from_the_longest_earlier_run_of_its_pair():
@@ -126,3 +136,13 @@ def test_a_step_is_predicted_from_the_longest_earlier_run_of_its_pair():
     assert model_speed.predicted_seconds(first_variant, rows) == pytest.approx(model_speed.VARIANT_COST * 40.0)
     rows.append(Row(pair.name, variant[0], 0, result([0.1], [1.0], [0.1]), 55.0))
     assert model_speed.predicted_seconds(first_variant, rows) == pytest.approx(55.0)
+
+
+def test_a_pairs_first_run_is_predicted_from_its_expected_seconds():
+    pair = PAIRS[1]
+    ours, recbole = pair.expected_seconds
+    assert all(min(p.expected_seconds) > 0 for p in PAIRS)
+    first = model_speed.Step([(0, pair, pair.ours[0]), (0, pair, None)], essential=False)
+    assert model_speed.predicted_seconds(first, []) == pytest.approx(ours + recbole)
+    first_variant = model_speed.Step([(0, pair, pair.ours[1])], essential=False)
+    assert model_speed.predicted_seconds(first_variant, []) == pytest.approx(model_speed.VARIANT_COST * ours)
