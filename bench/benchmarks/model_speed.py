@@ -166,7 +166,7 @@ PAIRS = [
     # 2048), against ours at the same embedding size, hidden size and batch (SASRec: also
     # blocks and heads); the rest of ours stays its paper's (NARM's dropouts; SASRec's FFN
     # of width d with ReLU, dropout 0.2). These are the settings behind the issue's
-    # "77-238 s per epoch" (RecBole's defaults run at 39-50 / 98-156 s per epoch here for
+    # "77-238 s per epoch" (RecBole's defaults run at 39-54 / 98-188 s per epoch here for
     # NARM / SASRec, quiet to noisy).
     # GRU4Rec has no such pair: 2048 session-parallel lanes would outnumber ml-100k's
     # 943 user histories (one session each), so no step could hold 2048 targets; its
