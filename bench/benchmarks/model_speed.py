@@ -32,15 +32,15 @@ reach" can swing by several epochs. Each seed's speed-up is against RecBole's ru
 with the same seed; the summary gives all of them and their median.
 
 The whole benchmark must end within an hour (:func:`plan`). The *headline* pairs run
-first, every seed: RecBole's models at their defaults against ours at the same sizes and
-batch (the settings behind the issue's "77-238 s per epoch", measured on a slower
+first, every seed: RecBole's models at their defaults against ours at the same sizes
+and batch (the settings behind the issue's "77-238 s per epoch", measured on a slower
 machine: here RecBole's NARM and SASRec take 39-54 and 98-188 s per epoch at their
-defaults), and GRU4Rec's one pair. The papers' pairs of NARM and SASRec follow, seed by seed, then the
-variants of ours (overlapping windows, SASRec's BCE). Each of these starts only if,
-predicted from the earlier runs of its pair (or, for a pair's first run, from
-``Pair.expected_seconds``), it ends within ``--budget-minutes``; the report lists what
-was skipped. Selecting no headline pair (``--batches papers --models narm,sasrec``)
-makes every selected pair's seeds essential.
+defaults), and GRU4Rec's one pair. The papers' pairs of NARM and SASRec follow, seed by
+seed, then the variants of ours (overlapping windows, SASRec's BCE). Each of these
+starts only if, predicted from the earlier runs of its pair (or, for a pair's first
+run, from ``Pair.expected_seconds``), it ends within ``--budget-minutes``; the report
+lists what was skipped. Selecting no headline pair (``--batches papers --models
+narm,sasrec``) makes every selected pair's seeds essential.
 
     python -m bench.benchmarks.model_speed [--seeds 0,1,2] [--recbole-epochs 3]
         [--threads auto] [--models narm,sasrec,gru4rec] [--batches papers,recbole]
