@@ -149,6 +149,7 @@ def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "di
             if negatives is not None:
                 candidates = torch.cat([targets.view(-1, 1), negatives[batch[user_field].long()]], dim=1)
                 sampled = scores.gather(1, candidates)
+                sampled[:, 1:].masked_fill_(candidates[:, 1:] == 0, -torch.inf)  # padding: fewer negatives
                 zero = torch.zeros(len(batch), dtype=torch.long, device=sampled.device)
                 out["sampled"].append(target_ranks(sampled, zero).cpu().numpy())
     finally:

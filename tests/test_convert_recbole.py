@@ -70,7 +70,7 @@ def test_yaml_names_the_recbole_settings(tmp_path):
     config = yaml.safe_load((folder / "u.yaml").read_text())
     assert config["USER_ID_FIELD"] == "user_id" and config["ITEM_ID_FIELD"] == "item_id"
     assert config["MAX_ITEM_LIST_LENGTH"] == 3
-    assert config["load_col"] == {"inter": ["user_id", "item_id_list", "item_id"]}
+    assert config["load_col"] == {"inter": ["user_id", "item_id_list", "item_id"], "item": ["item_id"]}
     assert config["benchmark_filename"] == ["train", "valid", "test"]
     assert config["alias_of_item_id"] == ["item_id_list"]
     assert config["user_inter_num_interval"] == config["item_inter_num_interval"] == "[0,inf)"

@@ -118,6 +118,9 @@ def convert(fmt: str, src: str | Path, name: str, out_root: str | Path = DEFAULT
         loaded = converter.read(src, **reader_options)
     except OSError as err:  # unreadable source (permissions, a folder where a file belongs...)
         raise InputError(f"cannot read: {err.strerror or err}", err.filename or src) from None
+    if converter.protocol == LEAVE_ONE_OUT and not len(protocols.evaluated_users(loaded.data)):
+        raise InputError(f"no user has at least {protocols.MIN_LOO_LENGTH} actions, so no user gets a validation "
+                         "and a test target (leave-one-out)", loaded.sources[0])
     max_len = max_len or loaded.default_max_len
     settings = {"max_len": max_len, **reader_options, **loaded.details}
     try:

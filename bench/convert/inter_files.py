@@ -61,6 +61,21 @@ class InterFile:
         self.close()
 
 
+def write_items(path: Path, items: np.ndarray) -> int:
+    """``NAME.item``: every item of the dataset, sorted by id; returns how many.
+
+    RecBole builds its item vocabulary from the files it loads. An item held only by
+    a user with a single action appears in no ``.inter`` row, yet it belongs to the
+    catalogue (SASRec ranks and samples negatives over every item id), so the item
+    file puts it in the vocabulary.
+    """
+    catalogue = np.unique(items)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(f"{ITEM_FIELD}:token\n")
+        f.writelines(f"{item}\n" for item in tokens(catalogue))
+    return len(catalogue)
+
+
 def read_rows(path: Path) -> list[tuple[str, list[str], str]]:
     """The ``(sequence id, history, target)`` rows of an ``.inter`` file we wrote."""
     with open(path, encoding="utf-8") as f:

@@ -6,8 +6,11 @@
   order.
 * ``leave-one-out``: per user with at least 3 items, the last item is the test
   target and the second-last the validation target; training has every prefix of
-  the rest. Users with fewer items only give training rows. User ids are the
-  source's own.
+  the rest. SASRec's own split (``data_partition``) keeps a user with fewer than 3
+  items in training only, with no validation or test target: a user with 2 items
+  gives one training row, a user with 1 item none (nothing precedes the item). Their
+  items stay in the catalogue (``NAME.item``): they are ranked, and drawn as
+  negatives, like every other item. User ids are the source's own.
 
 Both return the counts that go into the manifest.
 """
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.convert.inter_files import InterFile, tokens
+from bench.convert.inter_files import InterFile, tokens, write_items
 from bench.convert.sequences import SessionData, UserData
 
 SESSION, LEAVE_ONE_OUT = "session", "leave-one-out"
@@ -63,6 +66,7 @@ def write_session(data: SessionData, folder: Path, name: str, max_len: int) -> d
     finally:
         counts = _close(files)
     all_items = np.concatenate([train.items, test.items])
+    write_items(folder / f"{name}.item", all_items)
     return counts | {
         "num_items": int(len(np.unique(all_items))),
         "num_interactions": int(len(all_items)),
@@ -97,6 +101,7 @@ def write_leave_one_out(data: UserData, folder: Path, name: str, max_len: int) -
                 files["train"].add_prefixes(user, seq, 1, n)
     finally:
         counts = _close(files)
+    write_items(folder / f"{name}.item", seqs.items)
     evaluated = lengths >= MIN_LOO_LENGTH
     is_test_target = np.zeros(len(seqs.items), dtype=bool)
     is_test_target[seqs.offsets[1:][evaluated] - 1] = True

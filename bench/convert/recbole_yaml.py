@@ -28,7 +28,8 @@ def config(protocol: str, max_len: int) -> dict:
         "LIST_SUFFIX": "_list",
         "ITEM_LIST_LENGTH_FIELD": "item_length",
         "MAX_ITEM_LIST_LENGTH": max_len,
-        "load_col": {"inter": [uid, ITEM_LIST_FIELD, ITEM_FIELD]},
+        # The item file lists the whole catalogue (see inter_files.write_items).
+        "load_col": {"inter": [uid, ITEM_LIST_FIELD, ITEM_FIELD], "item": [ITEM_FIELD]},
         "benchmark_filename": list(SPLITS),
         "alias_of_item_id": [ITEM_LIST_FIELD],
         "user_inter_num_interval": "[0,inf)",
