@@ -59,14 +59,15 @@ def make_config(spec: ModelSpec, dataset: str, overrides: dict | None = None,
     """RecBole ``Config`` for ``spec`` on a converted dataset.
 
     Precedence (lowest first): RecBole's defaults and its own model YAML,
-    ``bench/harness.yaml``, the dataset's YAML, our model's YAML, then ``overrides``.
+    ``bench/harness.yaml``, the dataset's YAML, our model's YAML, a variant's settings
+    (``custom_models.VARIANTS``), then ``overrides``.
     """
     from recbole.config import Config
 
     folder = dataset_dir(dataset, data_root)
     read_manifest(dataset, data_root)  # clear error if not converted
     files = [str(HARNESS_DEFAULTS), str(folder / f"{dataset}.yaml"), *spec.config_files]
-    config_dict = {**(overrides or {}), "data_path": str(Path(data_root).resolve())}
+    config_dict = {**spec.settings, **(overrides or {}), "data_path": str(Path(data_root).resolve())}
     with _argv_hidden():
         try:
             return Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
@@ -117,16 +118,38 @@ def _load_negatives(dataset, path: Path) -> torch.Tensor | None:
     lines = path.read_text().splitlines()[1:]
     uid_field, iid_field = dataset.uid_field, dataset.iid_field
     users = [line.split("\t", 1)[0] for line in lines]
-    items = [line.split("\t", 1)[1].split(" ") for line in lines]
-    width = len(items[0])
-    table = torch.zeros(dataset.num(uid_field), width, dtype=torch.long)
-    uids = dataset.token2id(uid_field, users)
-    iids = dataset.token2id(iid_field, np.concatenate(items)).reshape(len(items), width)
-    table[torch.as_tensor(uids)] = torch.as_tensor(iids)
+    items = [line.split("\t", 1)[1].split() for line in lines]  # empty: a user who saw every item
+    # A user of a catalogue smaller than ~100 items gets fewer negatives: their row is
+    # padded with id 0, RecBole's padding item, which the evaluator never ranks.
+    widths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    table = torch.zeros(dataset.num(uid_field), int(widths.max(initial=0)), dtype=torch.long)
+    uids = np.repeat(dataset.token2id(uid_field, users), widths)
+    columns = np.arange(widths.sum()) - np.repeat(np.cumsum(widths) - widths, widths)
+    iids = dataset.token2id(iid_field, np.concatenate(items)) if widths.sum() else np.zeros(0, np.int64)
+    table[torch.as_tensor(uids), torch.as_tensor(columns)] = torch.as_tensor(iids)
     return table
 
 
+def train_and_valid(splits: Splits):
+    """The training rows with the validation rows added: all of the training data.
+
+    Session protocol: every training session, the most recent 10% included. Leave-one-out:
+    every user's sequence up to the second-last item. Rows stay grouped by sequence,
+    shortest prefix first (a user's validation row is the longest prefix of their
+    training sequence), as :func:`whole_sequence_rows` and :func:`sequence_events` read them.
+    """
+    from recbole.data.interaction import cat_interactions
+
+    rows = cat_interactions([splits.train.inter_feat, splits.valid.inter_feat])
+    # Sequences in order of first appearance (time order: validation sessions are the
+    # most recent), each sequence's rows in file order (its validation row last).
+    _, first, codes = np.unique(rows[splits.train.uid_field].numpy(), return_index=True, return_inverse=True)
+    order = np.lexsort((np.arange(len(codes)), first[codes]))
+    return splits.train.copy(rows[torch.as_tensor(order, dtype=torch.long)])
+
+
 LOSS_START_FIELD = "loss_start"  # per whole-sequence row: positions before it are context only
+LOSS_MASK_FIELD = "loss_mask"  # per whole-sequence row [L] bool: the positions with a loss (iid_targets batches)
 
 
 def window_stride(stride: int | float | None, max_len: int) -> int:

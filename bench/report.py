@@ -33,6 +33,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from bench.errors import InputError
+from bench.fitting import FIT_PROTOCOLS
 from bench.published import PUBLISHED, published_for, published_rows
 from bench.store import RUN_LOCAL_KEYS, ResultStore, _git
 
@@ -160,8 +161,20 @@ def is_reference(model: str) -> bool:
     return model.startswith("recbole:")
 
 
+#: The papers' names of our models and variants; a table row carries these.
+PAPER_NAMES = {
+    "narm": "NARM", "narm-sampled": "NARM (sampled softmax)",
+    "sasrec": "SASRec", "sasrec-ce": "SASRec (CE)", "sasrec-sampled": "SASRec (sampled softmax)",
+    "gru4rec": "GRU4Rec", "pop": "POP", "spop": "S-POP", "itemknn": "Item-KNN", "bprmf": "BPR-MF",
+}
+
+
 def model_label(model: str) -> str:
-    return f"{model} (RecBole reference)" if is_reference(model) else model
+    """The row name: the paper's name (``SASRec (CE)``); RecBole's rows ``NARM (RecBole)``.
+    The registry id (``sasrec-ce``, ``recbole:NARM``) is in the report's config section."""
+    if is_reference(model):
+        return f"{model.split(':', 1)[1]} (RecBole)"
+    return PAPER_NAMES.get(model, model)
 
 
 # -- suite metadata --------------------------------------------------------------------------
@@ -186,6 +199,17 @@ def published_key(dataset: str, suite_meta: dict | None) -> str | None:
     if "published_key" in meta:
         return meta["published_key"]
     return dataset if dataset in PUBLISHED else None
+
+
+def fitting_line(runs: dict[str, list[dict]], models: list[str]) -> str:
+    """Which data the tested model of each row was fitted on (run records' ``fit_protocol``;
+    records from before it was stored were trained on the training rows)."""
+    by_protocol: dict[str, list[str]] = {}
+    for m in models:
+        for fit in sorted({r.get("fit_protocol", "train") for r in runs[m]}):
+            by_protocol.setdefault(fit, []).append(model_label(m))
+    parts = [f"{', '.join(names)}: {FIT_PROTOCOLS.get(fit, fit)}" for fit, names in by_protocol.items()]
+    return "Fitting: " + "; ".join(parts) + "."
 
 
 def model_order(models: Iterable[str], suite_meta: dict | None) -> list[str]:
@@ -322,7 +346,8 @@ class SuiteReport:
         from tabulate import tabulate
 
         title = f"### {dataset}: {PROTOCOL_TITLES[table_protocol]}, test, {units.label}"
-        out = [title, "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+        out = [title, "", fitting_line(runs, models), "",
+               tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
         out.append(f"Main metric {metric_label(main)}. " + note)
         extra = self._published_list(key, table_protocol, units)
         return out + ([""] + extra if extra else []) + [""]
@@ -483,7 +508,7 @@ class SuiteReport:
         if not models:
             return []
         out = ["## RecBole reference rows", "",
-               "Rows marked *(RecBole reference)* are RecBole 1.2.1's own implementations, trained through the "
+               "Rows marked *(RecBole)* are RecBole 1.2.1's own implementations, trained through the "
                "same data, trainer and evaluator as ours.", ""]
         for m in models:
             note = self.notes.get(m) or self.notes.get(m.split(":", 1)[1])

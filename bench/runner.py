@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 import bench.compat  # noqa: F401
-from bench.batching import BATCH_UNITS, TargetBatchLoader
-from bench.data import DEFAULT_DATA_ROOT, Splits, load_splits, make_config, whole_sequence_rows
+from bench.batching import BATCH_UNITS, IIDTargetBatchLoader, TargetBatchLoader
+from bench.data import DEFAULT_DATA_ROOT, Splits, load_splits, make_config, train_and_valid, whole_sequence_rows
 from bench.evaluator import metrics_for, rank_cases
+
 from bench.registry import ModelSpec, resolve_model
 from bench.training import HarnessTrainer, flat_metrics
 
@@ -48,6 +49,9 @@ class RunResult:
     num_test_cases: int = 0
     num_parameters: int = 0
     peak_memory_mb: float = 0.0
+    fit_protocol: str = "train"  # a key of bench.fitting.FIT_PROTOCOLS
+    refit_seconds: float = 0.0
+    refit_curve: list = field(default_factory=list)
 
     @property
     def seconds_per_epoch(self) -> float | None:
@@ -82,15 +86,16 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def build_model(spec: ModelSpec, config, splits: Splits):
-    model = spec.cls(config, splits.train)
+def build_model(spec: ModelSpec, config, splits: Splits, train=None):
+    """``spec``'s model on the training rows (``train``: other rows, e.g. train + valid)."""
+    model = spec.cls(config, splits.train if train is None else train)
     return model.to(config["device"])
 
 
-def train_loader(spec: ModelSpec, config, splits: Splits):
+def train_loader(spec: ModelSpec, config, splits: Splits, train=None):
     from recbole.data.utils import create_samplers, get_dataloader
 
-    train = splits.train
+    train = splits.train if train is None else train
     loader_class = get_dataloader(config, "train")
     if getattr(spec.cls, "train_on", "prefixes") == "sequences":
         train = whole_sequence_rows(train, config["train_stride"])
@@ -99,6 +104,8 @@ def train_loader(spec: ModelSpec, config, splits: Splits):
             raise ValueError(f"batch_unit must be one of {', '.join(BATCH_UNITS)}, not {unit!r}")
         if unit == "targets":
             loader_class = TargetBatchLoader
+        elif unit == "iid_targets":
+            loader_class = IIDTargetBatchLoader
     train_sampler, _, _ = create_samplers(config, splits.dataset, [train, splits.valid, splits.test])
     return loader_class(config, train, train_sampler, shuffle=config["shuffle"])
 
@@ -133,8 +140,9 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
                        num_test_cases=len(splits.test),
                        num_parameters=sum(p.numel() for p in net.parameters() if p.requires_grad))
     valid_cases, test_cases = splits.cases("valid"), splits.cases("test")
+    trainable = getattr(spec.cls, "trainable", True)
     start = time.perf_counter()
-    if getattr(spec.cls, "trainable", True):
+    if trainable:
         trainer_cls = getattr(spec.cls, "trainer_class", HarnessTrainer)
         trainer = trainer_cls(config, net)
         trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch)
@@ -145,14 +153,53 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
         result.epochs_trained = len(trainer.curve)
         trainer.load_best()
     valid_ranks = rank_cases(net, valid_cases, config["device"])
+    tested = net
+    if evaluate_test:
+        tested = _model_for_test(spec, config, splits, net, result, workdir)
     start = time.perf_counter()
-    test_ranks = rank_cases(net, test_cases, config["device"]) if evaluate_test else {}
+    test_ranks = rank_cases(tested, test_cases, config["device"]) if evaluate_test else {}
     result.eval_seconds = time.perf_counter() - start
     result.metrics = {"valid": metrics_for(valid_ranks), **({"test": metrics_for(test_ranks)} if evaluate_test else {})}
     result.ranks = {**{f"valid_{p}": r for p, r in valid_ranks.items()},
                     **{f"test_{p}": r for p, r in test_ranks.items()}}
     result.peak_memory_mb = _peak_memory_mb()
     return result
+
+
+def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunResult, workdir: Path):
+    """The model that ranks the test cases (:data:`bench.fitting.FIT_PROTOCOLS`).
+
+    A model with nothing to fit by gradient (POP, S-POP, kNN) is fitted again on all
+    training data, validation rows included, as the papers fit it; its validation
+    scores come from the fit on the training rows alone. With ``refit: true`` a
+    trained model is trained again from scratch on train + valid for the number of
+    epochs that early stopping selected, and that model is tested (the official
+    GRU4Rec's protocol). Otherwise the early-stopped model is tested.
+    """
+    from recbole.utils import init_seed
+
+    trainable = getattr(spec.cls, "trainable", True)
+    if trainable and not config["refit"]:
+        result.fit_protocol = "train"
+        return net
+    if trainable and result.best_epoch is None:
+        raise ValueError("refit: true needs a validation score per epoch to select the epoch count")
+    all_training = train_and_valid(splits)
+    init_seed(config["seed"], config["reproducibility"])
+    if not trainable:
+        result.fit_protocol = "train+valid"
+        return build_model(spec, config, splits, all_training)
+    epochs = int(result.best_epoch) + 1  # RecBole counts epochs from 0
+    config["epochs"] = epochs
+    refitted = build_model(spec, config, splits, all_training)
+    trainer = getattr(spec.cls, "trainer_class", HarnessTrainer)(config, refitted)
+    trainer.saved_model_file = str(Path(config["checkpoint_dir"]) / "refit.pth")
+    start = time.perf_counter()
+    trainer.fit(train_loader(spec, config, splits, all_training), None, saved=True)
+    result.refit_seconds = time.perf_counter() - start
+    result.refit_curve = trainer.curve
+    result.fit_protocol = "refit"
+    return refitted
 
 
 def flat(result: RunResult, split: str = "test") -> dict:

@@ -29,8 +29,8 @@ only by a rerun that finished, or by any run of a changed config.
     valid_metric ("mrr@20"),
     metrics {"test": {"full": {...}, "sampled": {...}}, "valid": {"full": {...}}},
     curve [{"epoch", "train_loss", "train_seconds", "valid": {...}, "valid_seconds"}],
-    best_epoch, epochs_trained,
-    timings {"seconds_per_epoch", "train_seconds", "eval_seconds", "eval_cases_per_second"},
+    best_epoch, epochs_trained, fit_protocol (a key of bench.runner.FIT_PROTOCOLS), refit_curve,
+    timings {"seconds_per_epoch", "train_seconds", "refit_seconds", "eval_seconds", "eval_cases_per_second"},
     num_test_cases, num_parameters, peak_memory_mb, environment, started_at, finished_at,
     ranks_file ("ranks.npz", or null when no ranks were stored)
 """
@@ -208,9 +208,12 @@ def record_from_result(key: RunKey, result: "RunResult", manifest: dict, manifes
         "curve": _plain_metrics(result.curve),
         "best_epoch": result.best_epoch,
         "epochs_trained": int(result.epochs_trained),
+        "fit_protocol": result.fit_protocol,
+        "refit_curve": _plain_metrics(result.refit_curve),
         "timings": {
             "seconds_per_epoch": result.seconds_per_epoch,
             "train_seconds": float(result.train_seconds),
+            "refit_seconds": float(result.refit_seconds),
             "eval_seconds": eval_seconds,
             "eval_cases_per_second": result.num_test_cases / eval_seconds if eval_seconds > 0 else None,
         },

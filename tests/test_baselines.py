@@ -112,11 +112,18 @@ def test_spop_counts_the_session_and_breaks_ties_by_popularity(toy):
 
 def test_spop_ranks_ties_by_the_mean_rule(toy):
     result = run_once("spop", TOY, 0, toy / "run-spop", {"device": "cpu"}, data_root=toy)
+    # For the test, S-POP is fitted on all training sessions, the validation session
+    # [3, 4] included: popularity 1: 2, 2: 4, 3: 4, 4: 2, 5: 1, 6: 0.
     # test cases in order: (2)->1, (2 1)->5, (3)->3, (3 3)->1, (3 3 1)->6
-    # (3 3)->1: 3 (twice) and 2 (pop 4) beat 1 (pop 2): rank 3
-    # (2 1)->5: 2 and 1 in the session, then 3 (pop 3); 5 ties with 4 (pop 1): 1 + 3 + 1/2
+    # (2)->1: 2 (in the session) and 3 (pop 4) beat 1 (pop 2), which ties with 4: 1 + 2 + 1/2
+    # (2 1)->5: 2 and 1 in the session, then 3 and 4; nothing ties with 5 (pop 1): rank 5
+    # (3 3)->1: 3 (twice) and 2 (pop 4) beat 1 (pop 2), which ties with 4: 1 + 2 + 1/2
     # (3 3 1)->6: everything else scores higher: rank 6
-    assert result.ranks["test_full"].tolist() == [3.0, 4.5, 1.0, 3.0, 6.0]
+    assert result.ranks["test_full"].tolist() == [3.5, 5.0, 1.0, 3.5, 6.0]
+    assert result.fit_protocol == "train+valid"
+    # Validation scores come from the fit on the training sessions alone: (3)->4 with
+    # 3 in the session, then 2 (pop 4) and 1 (pop 2); 4 ties with 5 (pop 1): 1 + 3 + 1/2.
+    assert result.ranks["valid_full"].tolist() == [4.5]
 
 
 # Item-KNN by hand. The paper's definition counts sessions: S1 {1,2,3}, S2 {2,3,4},

@@ -1,0 +1,71 @@
+"""What the tested model is fitted on: baselines on all training data, ``refit: true``.
+
+Hand-checked on a tiny pairs file (leave-one-out): user 1 has 10 11 12 13 14 15, user 2
+has 14 10 11, user 3 has 12 13.
+"""
+from __future__ import annotations
+
+import pytest
+
+from bench.convert import convert
+from bench.data import load_splits, make_config, train_and_valid, whole_sequence_rows
+from bench.registry import resolve_model
+from bench.runner import run_once
+
+PAIRS = "1 10\n1 11\n1 12\n1 13\n1 14\n1 15\n2 14\n2 10\n2 11\n3 12\n3 13\n"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fit")
+    src = root / "pairs.txt"
+    src.write_text(PAIRS)
+    convert("pairs", src, "tiny", root / "atomic")
+    return root / "atomic"
+
+
+def _tokens(dataset, field, ids):
+    return dataset.id2token(field, ids).tolist()
+
+
+def test_train_and_valid_keeps_each_sequence_together_with_its_validation_row_last(tiny):
+    config = make_config(resolve_model("narm"), "tiny", {"device": "cpu", "use_gpu": False}, tiny)
+    splits = load_splits(config, tiny)
+    merged = train_and_valid(splits)
+    assert len(merged) == len(splits.train) + len(splits.valid)
+    ds = splits.dataset
+    users = _tokens(ds, ds.uid_field, merged.inter_feat[ds.uid_field].numpy())
+    targets = _tokens(ds, ds.iid_field, merged.inter_feat[ds.iid_field].numpy())
+    # train: 1: 10->11, ->12, ->13; 3: 12->13. valid: 1: ->14; 2: 14->10 (user 2 has no
+    # training row: its first item is history only). Users in order of first appearance.
+    assert users == ["1", "1", "1", "1", "3", "2"]
+    assert targets == ["11", "12", "13", "14", "13", "10"]
+    # Whole sequences for per-position training: each user's longest row, its validation target included.
+    whole = whole_sequence_rows(merged).inter_feat
+    lists = [_tokens(ds, ds.iid_field, row[row > 0].numpy()) for row in whole[ds.item_id_list_field]]
+    assert lists == [["10", "11", "12", "13"], ["12"], ["14"]]
+    assert _tokens(ds, ds.iid_field, whole[ds.iid_field].numpy()) == ["14", "13", "10"]
+
+
+def test_pop_is_fitted_on_train_and_valid_for_the_test_only(tiny):
+    result = run_once("pop", "tiny", 0, tiny.parent / "pop", {"device": "cpu"}, data_root=tiny)
+    assert result.fit_protocol == "train+valid"
+    # Validation, counts of training events only: 10: 1, 11: 1, 12: 2, 13: 2, 14: 0, 15: 0.
+    # User 1's target 14: 4 items higher, 15 tied: 1 + 4 + 1/2. User 2's target 10:
+    # 12 and 13 higher, 11 tied: 1 + 2 + 1/2.
+    assert result.ranks["valid_full"].tolist() == [5.5, 3.5]
+    # Test, validation events counted too (user 2's 14 and 10, user 1's 14):
+    # 10: 2, 11: 1, 12: 2, 13: 2, 14: 2, 15: 0. User 1's 15: rank 6; user 2's 11: rank 5.
+    assert result.ranks["test_full"].tolist() == [6.0, 5.0]
+
+
+def test_refit_retrains_on_train_and_valid_for_the_selected_epochs(tiny):
+    result = run_once("narm", "tiny", 0, tiny.parent / "narm", {"device": "cpu", "epochs": 3, "refit": True},
+                      data_root=tiny)
+    assert result.fit_protocol == "refit"
+    assert result.best_epoch is not None
+    assert [c["epoch"] for c in result.refit_curve] == list(range(result.best_epoch + 1))
+    assert all("valid" not in c for c in result.refit_curve)  # no validation: it is training data now
+    plain = run_once("narm", "tiny", 0, tiny.parent / "narm-plain", {"device": "cpu", "epochs": 3}, data_root=tiny)
+    assert plain.fit_protocol == "train" and not plain.refit_curve
+    assert plain.ranks["valid_full"].tolist() == result.ranks["valid_full"].tolist()  # same first pass
