@@ -95,6 +95,7 @@ MODEL_ROWS: dict[str, tuple[str, ...]] = {
     "gru4rec": ("GRU4Rec+", "GRU4Rec"),
     "narm": ("NARM",),
     "sasrec": ("SASRec", "SASRec (BCE)"),
+    "sasrec-ce": ("SASRec (CE)",),
     "recbole:Pop": ("POP", "PopRec"),
     "recbole:ItemKNN": ("Item-KNN",),
     "recbole:BPR": ("BPR-MF", "BPR"),

@@ -1,6 +1,8 @@
 """Model names -> classes and default config files, for our models and RecBole's.
 
 * Our models: the keys of ``custom_models.MODELS`` (``narm``, ``sasrec``, ...).
+* Variants of ours: the keys of ``custom_models.VARIANTS`` (``sasrec-ce``, ...): the
+  same class with a few settings changed.
 * RecBole's own models, run as reference rows: ``recbole:<ClassName>``
   (``recbole:NARM``, ``recbole:SASRec``, ``recbole:Pop``, ...).
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import bench.compat  # noqa: F401
@@ -23,6 +25,7 @@ class ModelSpec:
     cls: type
     config_files: tuple[str, ...]  # our defaults YAML (RecBole loads its own by class name)
     ours: bool
+    settings: dict = field(default_factory=dict)  # a variant's settings, above config_files
 
     @property
     def class_name(self) -> str:
@@ -30,14 +33,17 @@ class ModelSpec:
 
 
 def known_models() -> list[str]:
-    from custom_models import MODELS
+    from custom_models import MODELS, VARIANTS
 
-    return sorted(MODELS) + [RECBOLE_PREFIX + n for n in ("Pop", "ItemKNN", "BPR", "NARM", "SASRec", "GRU4Rec")]
+    return sorted(MODELS) + sorted(VARIANTS) + [RECBOLE_PREFIX + n for n in ("Pop", "ItemKNN", "BPR", "NARM", "SASRec", "GRU4Rec")]
 
 
 def resolve_model(name: str) -> ModelSpec:
-    from custom_models import MODELS
+    from custom_models import MODELS, VARIANTS
 
+    if name in VARIANTS:
+        base, settings = VARIANTS[name]
+        return replace(resolve_model(base), name=name, settings=dict(settings))
     if name in MODELS:
         module_name, class_name = MODELS[name].split(":")
         cls = getattr(importlib.import_module(module_name), class_name)

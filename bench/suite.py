@@ -498,11 +498,17 @@ def run_suite(suite: Suite, *, data_root: str | Path = DEFAULT_DATA_ROOT, result
               reports: str | Path | None = "reports", cpus: int | None = None, cpus_per_run: float = 1,
               gpus_per_run: float | None = None, address: str | None = None, rerun_failed: bool = True,
               max_runs: int | None = None, dry_run: bool = False, use_tuned: bool = True,
-              command: str | None = None, stream=sys.stderr) -> SuiteOutcome:
-    """Convert what is missing, plan, run what is not finished, write the report."""
+              command: str | None = None, stream=sys.stderr, models: list[str] | None = None) -> SuiteOutcome:
+    """Convert what is missing, plan, run what is not finished, write the report.
+
+    ``models``: run only these of the suite's models; the report still shows every
+    run of the suite that the store holds.
+    """
     store = ResultStore(results)
     prepare_datasets(suite, data_root, stream)
     runs = plan(suite, data_root, store, use_tuned)
+    if models is not None:
+        runs = [r for r in runs if r.key.model in models]
     todo = to_run(runs, rerun_failed, max_runs)
     counts = {s: sum(r.state == s for r in runs) for s in ("finished", "failed", "changed", "missing")}
     print(f"suite {suite.name} ({suite.path}): {len(runs)} runs; stored: {counts['finished']} finished, "
@@ -521,6 +527,16 @@ def run_suite(suite: Suite, *, data_root: str | Path = DEFAULT_DATA_ROOT, result
 
         report = write_report(suite.name, store, Path(reports), suite.meta(command))
     return SuiteOutcome(runs, ran, report)
+
+
+def only_models(suite: Suite, models: list[str]) -> list[str]:
+    """The suite's models among ``models`` (in the suite's order); a name it lacks is an error."""
+    wanted = [m.strip() for m in models if m.strip()]
+    unknown = [m for m in wanted if m not in suite.models]
+    if unknown or not wanted:
+        raise InputError(f"--models: {', '.join(unknown) or '(none)'} not in suite {suite.name} "
+                         f"(its models: {', '.join(suite.models)})", suite.path)
+    return [m for m in suite.models if m in wanted]
 
 
 # -- CLI ---------------------------------------------------------------------------------------
@@ -546,6 +562,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the same config are always skipped")
     parser.add_argument("--no-tuned", dest="use_tuned", action="store_false",
                         help="ignore tuned parameters in hyper/best/")
+    parser.add_argument("--models", default=None, metavar="M1,M2",
+                        help="run only these of the suite's models (the report still shows every stored run)")
     parser.add_argument("--max-runs", type=int, default=None, metavar="N", help="start at most N runs")
     parser.add_argument("--dry-run", action="store_true", help="check the suite and show the plan; train nothing")
 
@@ -565,10 +583,12 @@ def main(args: argparse.Namespace) -> int:
     if args.cpus_per_run <= 0 or (args.gpus_per_run is not None and args.gpus_per_run < 0):
         raise InputError("--cpus-per-run must be positive and --gpus-per-run not negative")
     suite = load_suite(find_suite(args.suite), args.data_root)
+    models = only_models(suite, args.models.split(",")) if getattr(args, "models", None) else None
     outcome = run_suite(suite, data_root=args.data_root, results=args.results, reports=args.reports,
                         cpus=args.cpus, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                         address=args.address, rerun_failed=args.rerun_failed, max_runs=args.max_runs,
-                        dry_run=args.dry_run, use_tuned=args.use_tuned, command=_command_line(args))
+                        dry_run=args.dry_run, use_tuned=args.use_tuned, command=_command_line(args),
+                        models=models)
     if outcome.report is not None:
         print(outcome.report)
     if outcome.failed:

@@ -16,3 +16,11 @@ MODELS = {
     "itemknn": "custom_models.itemknn:BenchItemKNN",
     "bprmf": "custom_models.bprmf:BenchBPRMF",
 }
+
+# Variants: another name for one of MODELS with settings above its YAML (below a suite's
+# overrides), so that two settings of one model are two rows of a table.
+VARIANTS = {
+    "sasrec-ce": ("sasrec", {"loss_type": "CE"}),            # full softmax (Klenitskiy & Vasilev 2023)
+    "sasrec-sampled": ("sasrec", {"loss_type": "sampled"}),  # popularity negatives + logQ
+    "narm-sampled": ("narm", {"loss_type": "sampled"}),
+}

@@ -139,7 +139,20 @@ def tables(text: str) -> dict[str, list[dict]]:
 
 
 def model_of(row: dict) -> str:
-    return row["Model"].split(" (")[0]
+    """The registry id of a row: rows carry the papers' names (``S-POP``, ``GRU4Rec (RecBole)``)."""
+    from bench.report import PAPER_NAMES
+
+    label = row["Model"].replace(" (best baseline)", "")
+    if label.endswith(" (RecBole)"):
+        return "recbole:" + label[:-len(" (RecBole)")]
+    return {name: model for model, name in PAPER_NAMES.items()}.get(label, label)
+
+
+def test_rows_carry_the_papers_names():
+    from bench.report import model_label
+
+    assert [model_label(m) for m in ("narm", "sasrec-ce", "spop", "itemknn", "bprmf", "recbole:NARM")] == [
+        "NARM", "SASRec (CE)", "S-POP", "Item-KNN", "BPR-MF", "NARM (RecBole)"]
 
 
 def mean_of(cell: str) -> float:
@@ -164,7 +177,7 @@ def test_session_table_rows_columns_and_bold(built):
         best = max(mean_of(r[column]) for r in full)
         for r in full:
             assert r[column].startswith("**") == (mean_of(r[column]) == best), (column, r[column])
-    assert "(RecBole reference)" in full[2]["Model"]
+    assert full[2]["Model"].endswith("(RecBole)")
 
 
 def test_session_significance_marks_agree_with_scipy_on_the_stored_ranks(built):

@@ -87,7 +87,7 @@ def test_tiny_suite_runs_on_ray_writes_records_and_report_then_skips_finished_ru
 
     report = outcome.report.read_text()
     rows = table_rows(report, name)
-    assert set(rows) == {"bprmf", "pop"} and all(cells[1] == "2" for cells in rows.values())
+    assert set(rows) == {"BPR-MF", "POP"} and all(cells[1] == "2" for cells in rows.values())
 
     # Run again: every run is finished with the same config, so nothing trains.
     stamps = {k: r["finished_at"] for k, r in stored.items()}
