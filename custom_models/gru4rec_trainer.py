@@ -286,7 +286,8 @@ class GRU4RecTrainer(HarnessTrainer):
             approx_steps = int(np.ceil((len(items) - len(offsets) + 1) / self.batch_size))  # lanes shrink at the end
             steps = tqdm(steps, total=approx_steps, ncols=100, desc="Train", mininterval=5)
         H = None
-        total, n_events = torch.zeros((), dtype=torch.float64), 0
+        # on the model's device: a CPU accumulator made every CUDA step fail (and would sync)
+        total, n_events = torch.zeros((), dtype=torch.float64, device=self.device), 0
         for positions, reset, keep in steps:
             if H is None:
                 H = model.zero_state(len(positions))
@@ -310,8 +311,9 @@ class GRU4RecTrainer(HarnessTrainer):
             loss, H = model.session_step(inputs, targets, samples, H, log_q)
             loss.backward()
             self.optimizer.step()
-            total += loss.detach().double() * self.batch_size
+            total += loss.detach().double() * len(positions)  # the loss is a mean over the step's events
             n_events += len(positions)
-            if not torch.isfinite(loss):
-                raise ValueError("training loss is nan")
+        # checked once an epoch: a check per step would wait for the GPU at every step
+        if not torch.isfinite(total):
+            raise ValueError("training loss is nan")
         return float(total) / max(1, n_events)
