@@ -18,6 +18,15 @@ epoch (measured on MovieLens-100k: 5 Adam steps per NARM epoch against RecBole's
   exactly ``train_batch_size``, and an epoch has ``ceil(total targets /
   train_batch_size)`` steps or one fewer, as RecBole's prefix rows give. (A batch
   smaller than a row's targets gets that row alone: ``max_len`` targets at most.)
+* ``iid_targets`` (NARM's default: the paper's batches of 512 prefixes drawn i.i.d.):
+  every epoch, all targets (a row's positions from its ``loss_start`` on) are shuffled
+  and cut into batches of exactly ``train_batch_size`` (the last one smaller), as
+  RecBole's shuffled prefix rows are; the rows that hold a batch's targets are encoded
+  once, up to the last target drawn from each, and only the drawn positions get a loss
+  (``loss_mask``). So a batch is the same i.i.d. sample of prefixes as RecBole's, with
+  its gradient (whole-sequence batches hold ~100 correlated sessions per 512 targets
+  and learned less per epoch on short sessions), while the encoder runs once per row
+  instead of once per prefix.
 * ``sequences`` (SASRec's default, the paper's batch of 128 sequences; also what a
   model YAML without ``batch_unit`` gets): RecBole's own loader, ``train_batch_size`` rows.
 """
@@ -26,10 +35,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.data import LOSS_START_FIELD
+from bench.data import LOSS_MASK_FIELD, LOSS_START_FIELD
 from recbole.data.dataloader.general_dataloader import TrainDataLoader
+from recbole.data.interaction import Interaction
 
-BATCH_UNITS = ("targets", "sequences")
+BATCH_UNITS = ("targets", "iid_targets", "sequences")
 
 
 def target_batches(row_targets: np.ndarray, order: np.ndarray, budget: int) -> list[np.ndarray]:
@@ -77,3 +87,58 @@ class TargetBatchLoader(TrainDataLoader):
         self._plan = None  # the next epoch draws its own
         for rows in plan:
             yield self.collate_fn(rows)
+
+
+class IIDTargetBatchLoader(TrainDataLoader):
+    """Batches of ``train_batch_size`` targets drawn i.i.d. (without replacement over an
+    epoch) from every position of every whole-sequence row (``batch_unit: iid_targets``).
+
+    A batch is the rows holding its targets, each cut after its last drawn position
+    (``item_length``, and ``item_id`` the target there), with ``loss_mask`` marking the
+    drawn positions. The order is drawn from the loader's seeded generator.
+    """
+
+    def __init__(self, config, dataset, sampler, shuffle=False):
+        super().__init__(config, dataset, sampler, shuffle=shuffle)
+        rows = dataset.inter_feat
+        self.item_list_field = dataset.item_id_list_field
+        self.length_field, self.target_field = config["ITEM_LIST_LENGTH_FIELD"], dataset.iid_field
+        lengths = rows[self.length_field].numpy().astype(np.int64)
+        start = rows[LOSS_START_FIELD].numpy().astype(np.int64) if LOSS_START_FIELD in rows else np.zeros_like(lengths)
+        if len(lengths) and (lengths - start).min() < 1:
+            raise ValueError("a training row without items: every whole-sequence row needs at least one target")
+        # every (row, position) with a loss, flat
+        counts = lengths - start
+        self.target_row = np.repeat(np.arange(len(lengths)), counts)
+        self.target_pos = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + \
+            np.repeat(start, counts)
+        self.budget = max(1, int(config["train_batch_size"]))
+
+    def __len__(self) -> int:
+        return -(-len(self.target_row) // self.budget)
+
+    def __iter__(self):
+        n = len(self.target_row)
+        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else np.arange(n)
+        for lo in range(0, n, self.budget):
+            yield self.batch(order[lo:lo + self.budget])
+
+    def batch(self, targets: np.ndarray):
+        """The interaction for the targets at flat indices ``targets``."""
+        rows, inverse = np.unique(self.target_row[targets], return_inverse=True)
+        pos = self.target_pos[targets]
+        last = np.zeros(len(rows), dtype=np.int64)
+        np.maximum.at(last, inverse, pos)
+        data = self.collate_fn(rows)
+        item_list = data[self.item_list_field]
+        length = torch.as_tensor(last + 1)
+        cut = length < data[self.length_field]  # the row continues: its new last target is an input item
+        target = data[self.target_field].clone()
+        target[cut] = item_list[cut, length[cut]]
+        item_list = item_list.masked_fill(torch.arange(item_list.size(1)).view(1, -1) >= length.view(-1, 1), 0)
+        mask = torch.zeros(item_list.shape, dtype=torch.bool)
+        mask[torch.as_tensor(inverse), torch.as_tensor(pos)] = True
+        data.update(Interaction({self.item_list_field: item_list,
+                                 self.length_field: length.to(data[self.length_field].dtype),
+                                 self.target_field: target, LOSS_MASK_FIELD: mask}))
+        return data

@@ -54,8 +54,8 @@ from torch.nn.utils.rnn import PackedSequence
 import bench.compat  # noqa: F401
 from custom_models import native
 from custom_models.fast_ops import Dropout, linear, packed_cells, packed_gru, padded_columns, unpacked
-from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_start_of, make_softmax_loss,
-                                         position_targets)
+from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_mask_of, loss_start_of,
+                                         make_softmax_loss, position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
@@ -280,10 +280,11 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         # longest rows first (the loss is a mean over positions: row order is free), so
         # the rows still running at any position are the first ones
         item_seq_len, order = interaction[self.ITEM_SEQ_LEN].sort(descending=True)
-        start = loss_start_of(interaction)
+        start, mask = loss_start_of(interaction), loss_mask_of(interaction)
         inputs, targets, real = position_targets(interaction[self.ITEM_SEQ][order], item_seq_len,
                                                  interaction[self.POS_ITEM_ID][order],
-                                                 None if start is None else start[order])
+                                                 None if start is None else start[order],
+                                                 None if mask is None else mask[order])
         global_context, local_context, cells = self._packed_contexts(inputs, item_seq_len)
         targets, real = targets.view(-1).index_select(0, cells), real.view(-1).index_select(0, cells)
         if not bool(real.all()):  # overlapping windows: context-only positions never reach the decoder

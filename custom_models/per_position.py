@@ -21,17 +21,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import LOSS_START_FIELD, sequence_events
+from bench.data import LOSS_MASK_FIELD, LOSS_START_FIELD, sequence_events
 from custom_models.fast_ops import item_cross_entropy, linear
 
 
 def position_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, last_target: torch.Tensor,
-                     loss_start: torch.Tensor | None = None):
+                     loss_start: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None):
     """``(inputs [B, L], targets [B, L], real [B, L] bool)`` with L the longest row of the batch.
 
     ``real`` marks the positions with a loss: before ``item_seq_len`` and, where
-    ``loss_start`` is given (overlapping windows), from ``loss_start`` on. Targets
-    are 0 where ``real`` is False.
+    ``loss_start`` is given (overlapping windows), from ``loss_start`` on, and where
+    ``loss_mask`` [B, >= L] is given (targets drawn i.i.d., :mod:`bench.batching`),
+    where it is True. Targets are 0 where ``real`` is False.
     """
     width = int(item_seq_len.max())
     inputs = item_seq[:, :width]
@@ -42,12 +43,19 @@ def position_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, last_ta
     real = position < item_seq_len.view(-1, 1)
     if loss_start is not None:
         real &= position >= loss_start.view(-1, 1)
+    if loss_mask is not None:
+        real &= loss_mask[:, :width]
     return inputs, targets * real, real
 
 
 def loss_start_of(interaction) -> torch.Tensor | None:
     """The rows' first position with a loss, if the rows overlap (:func:`bench.data.whole_sequence_rows`)."""
     return interaction[LOSS_START_FIELD] if LOSS_START_FIELD in interaction else None
+
+
+def loss_mask_of(interaction) -> torch.Tensor | None:
+    """The rows' positions with a loss, if the batch drew its targets i.i.d. (:mod:`bench.batching`)."""
+    return interaction[LOSS_MASK_FIELD] if LOSS_MASK_FIELD in interaction else None
 
 
 def training_item_counts(dataset, n_items: int) -> torch.Tensor:

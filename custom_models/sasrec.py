@@ -61,8 +61,8 @@ from torch import nn
 
 import bench.compat  # noqa: F401
 from custom_models.fast_ops import Dropout
-from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_start_of, make_softmax_loss,
-                                         position_targets)
+from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_mask_of, loss_start_of,
+                                         make_softmax_loss, position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
@@ -152,7 +152,8 @@ class BenchSASRec(SharedEmbeddingScores, SequentialRecommender):
         """Mean loss over every real position of whole-sequence rows."""
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         inputs, targets, real = position_targets(interaction[self.ITEM_SEQ], item_seq_len,
-                                                 interaction[self.POS_ITEM_ID], loss_start_of(interaction))
+                                                 interaction[self.POS_ITEM_ID], loss_start_of(interaction),
+                                                 loss_mask_of(interaction))
         output, targets = self.forward(inputs, item_seq_len)[real], targets[real]
         if self.softmax_loss is not None:
             return self.softmax_loss(output, targets, self.item_embedding.weight)

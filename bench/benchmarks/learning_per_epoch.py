@@ -1,0 +1,141 @@
+"""Learning per epoch and time to a validation score: ours against RecBole's same-name model.
+
+For each pair, both sides train the same number of epochs with the same sizes and the
+same number of targets per step, without early stopping, through
+:func:`bench.runner.run_once` (the one evaluator). Recorded per epoch: the validation
+score and the wall seconds of training. The verdict is *time to RecBole's best score*:
+the training seconds ours needs to first reach the best validation score RecBole's
+model reached within its epochs, against RecBole's seconds to its own best.
+
+Pairs (``--pairs``):
+
+* ``narm``: NARM, embedding 50, hidden 100, 512 targets a step (the NARM paper), on a
+  session dataset (default ``diginetica``); ours with each ``--narm-units`` batch unit
+  (``iid_targets``, the default, and ``targets``, whole sequences), RecBole's on its
+  prefix rows.
+* ``sasrec``: SASRec, d 50, 2 blocks, 1 head, 128 a step, on a leave-one-out dataset
+  (default ``beauty``); ours CE on whole sequences (the paper's batch of sequences) and
+  RecBole's CE on prefix rows.
+
+    python -m bench.benchmarks.learning_per_epoch [--pairs narm,sasrec] [--epochs 5]
+        [--session-data diginetica] [--loo-data beauty] [--seed 0] [--out reports/learning_per_epoch.json]
+
+Converts the datasets first if needed (the shipped suites know how). Runs on the GPU
+when there is one. Timing stays here, never in the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import bench  # noqa: F401  (compat shims before recbole)
+from bench.data import DEFAULT_DATA_ROOT, dataset_dir
+from bench.runner import run_once
+
+NARM_SIZES = {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512}
+SASREC_SIZES = {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "train_batch_size": 128, "loss_type": "CE"}
+
+
+def _ensure_converted(name: str, data_root: Path) -> None:
+    from bench.convert import convert
+    from bench.suite import find_suite, load_suite
+
+    if (dataset_dir(name, data_root) / "manifest.json").is_file():
+        return
+    suite = load_suite(find_suite(name), data_root)
+    entry = next(d for d in suite.datasets if d.name == name)
+    opts = dict(entry.convert.get("options") or {})
+    convert(entry.convert["format"], entry.convert["src"], name, data_root, **opts)
+
+
+def one_side(model: str, dataset: str, settings: dict, epochs: int, seed: int, data_root: Path) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        start = time.perf_counter()
+        result = run_once(model, dataset, seed, work, {**settings, "epochs": epochs, "stopping_step": epochs + 1},
+                          data_root=data_root, evaluate_test=False)
+        wall = time.perf_counter() - start
+    metric = result.config.get("valid_metric", "MRR@20").lower()
+    return {
+        "model": model, "settings": settings, "valid_metric": metric,
+        "valid": [c["valid"][metric] for c in result.curve],
+        "train_seconds": [c["train_seconds"] for c in result.curve],
+        "valid_seconds": [c.get("valid_seconds", 0.0) for c in result.curve],
+        "wall_seconds": wall,
+    }
+
+
+def time_to(side: dict, score: float) -> tuple[int | None, float | None]:
+    """(epoch, cumulative training seconds) at which ``side`` first reaches ``score``."""
+    total = 0.0
+    for epoch, (value, seconds) in enumerate(zip(side["valid"], side["train_seconds"]), 1):
+        total += seconds
+        if value >= score - 1e-12:
+            return epoch, total
+    return None, None
+
+
+def compare(ours: dict, theirs: dict) -> dict:
+    best = max(theirs["valid"])
+    best_epoch, their_seconds = time_to(theirs, best)
+    epoch, our_seconds = time_to(ours, best)
+    per_epoch = [o >= t for o, t in zip(ours["valid"], theirs["valid"])]
+    return {"recbole_best": best, "recbole_epoch": best_epoch, "recbole_seconds": their_seconds,
+            "ours_epoch": epoch, "ours_seconds": our_seconds,
+            "speedup": (their_seconds / our_seconds) if our_seconds else None,
+            "ours_at_least_recbole_every_epoch": all(per_epoch)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", default="narm,sasrec")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--session-data", default="diginetica")
+    parser.add_argument("--loo-data", default="beauty")
+    parser.add_argument("--narm-units", default="iid_targets,targets")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="reports/learning_per_epoch.json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_root = Path(args.data_root)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    out: dict = {"device": device, "epochs": args.epochs, "seed": args.seed, "pairs": {}}
+    pairs = [p for p in args.pairs.split(",") if p]
+    for pair in pairs:
+        if pair == "narm":
+            dataset, sizes = args.session_data, NARM_SIZES
+            ours = [("narm", {**sizes, "batch_unit": unit}) for unit in args.narm_units.split(",")]
+            theirs = ("recbole:NARM", {**sizes, "n_layers": 1})
+        elif pair == "sasrec":
+            dataset, sizes = args.loo_data, SASREC_SIZES
+            ours = [("sasrec", {**sizes, "batch_unit": "sequences", "dropout_prob": 0.2})]
+            # RecBole's FFN at the paper's width (d) and activation, its dropouts at the paper's 0.2
+            theirs = ("recbole:SASRec", {**sizes, "inner_size": 50, "hidden_act": "relu", "attn_dropout_prob": 0.2,
+                                         "hidden_dropout_prob": 0.2, "valid_metric": "NDCG@10"})
+            ours = [(m, {**s, "valid_metric": "NDCG@10"}) for m, s in ours]
+        else:
+            parser.error(f"unknown pair {pair!r}")
+        _ensure_converted(dataset, data_root)
+        sides = {"recbole": one_side(*theirs, args.epochs, args.seed, data_root)}
+        print(json.dumps({pair: {"recbole": sides["recbole"]}}), flush=True)
+        for model, settings in ours:
+            label = f"ours ({settings.get('batch_unit')})"
+            sides[label] = one_side(model, dataset, settings, args.epochs, args.seed, data_root)
+            sides[label]["vs_recbole"] = compare(sides[label], sides["recbole"])
+            print(json.dumps({pair: {label: sides[label]}}), flush=True)
+        out["pairs"][pair] = {"dataset": dataset, "sides": sides}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""``batch_unit: iid_targets``: batches of targets drawn i.i.d. from every prefix, the rows
+that hold them encoded once (bench.batching.IIDTargetBatchLoader), on real Diginetica rows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bench  # noqa: F401
+from bench.batching import IIDTargetBatchLoader
+from bench.data import load_splits, make_config
+from bench.registry import resolve_model
+from bench.runner import build_model, train_loader
+
+
+@pytest.fixture(scope="module")
+def setup(diginetica_slice):
+    root, name = diginetica_slice
+
+    def build(model="narm", **overrides):
+        spec = resolve_model(model)
+        config = make_config(spec, name, {"device": "cpu", "use_gpu": False, "batch_unit": "iid_targets",
+                                          **overrides}, root)
+        splits = load_splits(config, root)
+        return spec, config, splits
+
+    return build
+
+
+def _targets(batch, splits):
+    """Every (session token, history tuple, target) the batch puts a loss on."""
+    ds = splits.dataset
+    out = []
+    for sid, seq, length, last, mask in zip(batch["session_id"], batch["item_id_list"], batch["item_length"],
+                                            batch["item_id"], batch["loss_mask"]):
+        full = seq[:length].tolist() + [int(last)]
+        for p in np.flatnonzero(mask.numpy()):
+            assert p < length
+            out.append((int(sid), tuple(full[:p + 1]), full[p + 1]))
+    return out
+
+
+def test_an_epoch_holds_every_prefix_row_once_in_batches_of_exactly_the_budget(setup):
+    spec, config, splits = setup(train_batch_size=100)
+    loader = train_loader(spec, config, splits)
+    assert isinstance(loader, IIDTargetBatchLoader)
+    train = splits.train.inter_feat
+    expected = sorted((int(s), tuple(seq[:n].tolist()), int(t)) for s, seq, n, t in
+                      zip(train["session_id"], train["item_id_list"], train["item_length"], train["item_id"]))
+    seen, sizes = [], []
+    for batch in loader:
+        targets = _targets(batch, splits)
+        sizes.append(len(targets))
+        seen += targets
+        assert len(set(batch["session_id"].tolist())) == len(batch)  # a session is encoded once per batch
+    assert sorted(seen) == expected  # RecBole's prefix rows, each once
+    assert len(sizes) == len(loader) == -(-len(expected) // 100)
+    assert all(s == 100 for s in sizes[:-1])
+
+
+def test_batches_are_shuffled_i_i_d_and_reproducible(setup):
+    spec, config, splits = setup(train_batch_size=64)
+    first = [b["session_id"].tolist() for b in train_loader(spec, config, splits)]
+    again = [b["session_id"].tolist() for b in train_loader(spec, config, splits)]
+    assert first == again  # the same seed draws the same epoch
+    # i.i.d. over prefixes: a batch's 64 targets come from ~64 sessions (not ~15 whole sessions)
+    assert np.mean([len(b) for b in first[:-1]]) > 50
+
+
+def test_the_loss_is_the_mean_prefix_row_cross_entropy(setup):
+    spec, config, splits = setup(train_batch_size=50, dropout_probs=[0.0, 0.0])
+    model = build_model(spec, config, splits)
+    model.eval()
+    batch = next(iter(train_loader(spec, config, splits)))
+    loss = model.calculate_loss(batch)
+    # the same targets as RecBole's prefix rows, scored one row at a time
+    rows = _targets(batch, splits)
+    width = config["MAX_ITEM_LIST_LENGTH"]
+    seq = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, (_, history, _) in enumerate(rows):
+        seq[i, :len(history)] = torch.as_tensor(history)
+    lengths = torch.as_tensor([len(h) for _, h, _ in rows])
+    scores = model.full_sort_predict(_interaction(model, seq, lengths))
+    target = torch.as_tensor([t for *_, t in rows])
+    reference = F.cross_entropy(scores[:, 1:], target - 1)  # item 0 (padding) is never a candidate
+    assert float(loss) == pytest.approx(float(reference), rel=1e-5)
+
+
+def _interaction(model, seq, lengths):
+    from recbole.data.interaction import Interaction
+
+    return Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: lengths})
