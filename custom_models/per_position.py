@@ -118,10 +118,13 @@ def make_softmax_loss(config, dataset, n_items: int):
     raise ValueError(f"loss_type must be CE or sampled, not {config['loss_type']!r}")
 
 
-def init_weights(model: torch.nn.Module, item_embedding: torch.nn.Embedding) -> None:
-    """Xavier-normal for every matrix, and a zero padding row (item 0) in the item embedding."""
+def init_weights(model: torch.nn.Module, item_embedding: torch.nn.Embedding,
+                 keep_default: tuple[torch.nn.Module, ...] = ()) -> None:
+    """Xavier-normal for every matrix but those of ``keep_default`` (PyTorch's own
+    initialisation stays there), and a zero padding row (item 0) in the item embedding."""
+    kept = {id(p) for module in keep_default for p in module.parameters()}
     for param in model.parameters():
-        if param.dim() > 1:
+        if param.dim() > 1 and id(param) not in kept:
             torch.nn.init.xavier_normal_(param)
     with torch.no_grad():
         item_embedding.weight[0].zero_()

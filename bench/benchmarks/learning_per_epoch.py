@@ -14,7 +14,8 @@ Pairs (``--pairs``):
   (``iid_targets``, the default, and ``targets``, whole sequences), RecBole's on its
   prefix rows.
 * ``sasrec``: SASRec, d 50, 2 blocks, 1 head, 128 a step, on a leave-one-out dataset
-  (default ``beauty``); ours CE on whole sequences (the paper's batch of sequences) and
+  (default ``beauty``); ours CE with each ``--sasrec-units`` batch unit (``sequences``,
+  the paper's 128 whole sequences, and ``iid_targets``, 128 prefixes drawn i.i.d.) and
   RecBole's CE on prefix rows.
 
     python -m bench.benchmarks.learning_per_epoch [--pairs narm,sasrec] [--epochs 5]
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session-data", default="diginetica")
     parser.add_argument("--loo-data", default="beauty")
     parser.add_argument("--narm-units", default="iid_targets,targets")
+    parser.add_argument("--sasrec-units", default="sequences,iid_targets")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     parser.add_argument("--threads", type=int, default=None)
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             theirs = ("recbole:NARM", {**sizes, "n_layers": 1})
         elif pair == "sasrec":
             dataset, sizes = args.loo_data, SASREC_SIZES
-            ours = [("sasrec", {**sizes, "batch_unit": "sequences", "dropout_prob": 0.2})]
+            ours = [("sasrec", {**sizes, "batch_unit": unit, "dropout_prob": 0.2}) for unit in args.sasrec_units.split(",")]
             # RecBole's FFN at the paper's width (d) and activation, its dropouts at the paper's 0.2
             theirs = ("recbole:SASRec", {**sizes, "inner_size": 50, "hidden_act": "relu", "attn_dropout_prob": 0.2,
                                          "hidden_dropout_prob": 0.2, "valid_metric": "NDCG@10"})
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unknown pair {pair!r}")
         _ensure_converted(dataset, data_root)
-        sides = {"recbole": one_side(*theirs, args.epochs, args.seed, data_root)}
+        sides = {"recbole": one_side(theirs[0], dataset, theirs[1], args.epochs, args.seed, data_root)}
         print(json.dumps({pair: {"recbole": sides["recbole"]}}), flush=True)
         for model, settings in ours:
             label = f"ours ({settings.get('batch_unit')})"
