@@ -10,7 +10,8 @@ import torch
 import bench  # noqa: F401
 from bench.data import load_splits, make_config, whole_sequence_rows
 from bench.registry import resolve_model
-from custom_models.narm import BenchNARM, CausalLocalAttention
+from custom_models.cpu.narm import CausalLocalAttention
+from custom_models.narm import BenchNARM
 from custom_models.per_position import PopularitySampledSoftmax, position_targets, training_item_counts
 from recbole.data.interaction import Interaction
 from training_checks import assert_whole_rows_loss_is_prefix_rows_loss, train_twice_and_pop

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from custom_models import native
 from custom_models.fast_ops import packed_cells, packed_gru, unpacked
 from custom_models.gru4rec import bpr_max_loss
-from custom_models.narm import CausalLocalAttention, packed_local_attention
+from custom_models.cpu.narm import CausalLocalAttention, packed_local_attention
 
 needs_compiler = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
                                     reason="no C compiler: the PyTorch path is used")

@@ -101,13 +101,26 @@ def test_with_stride_one_the_per_position_loss_is_the_loss_over_recbole_prefix_r
 
 def test_target_batches_count_only_the_positions_with_a_loss(ml100k_narm):
     spec, config, splits = ml100k_narm
-    config["train_stride"] = 25
+    config["train_stride"], config["batch_unit"] = 25, "targets"
     try:
         loader = train_loader(spec, config, splits)
     finally:
-        config["train_stride"] = None
+        config["train_stride"], config["batch_unit"] = None, "iid_targets"
     assert isinstance(loader, TargetBatchLoader)
     assert int(loader.row_targets.sum()) == len(splits.train)
     sizes = [int((b["item_length"] - b[LOSS_START_FIELD]).sum()) for b in loader]
     assert sum(sizes) == len(splits.train)
     assert all(512 - 50 < s < 512 + 50 for s in sizes[:-1])
+
+
+def test_iid_batches_over_windows_hold_every_target_once(ml100k_narm):
+    """With overlapping windows, ``iid_targets`` draws only the positions with a loss."""
+    spec, config, splits = ml100k_narm
+    config["train_stride"] = 25
+    try:
+        loader = train_loader(spec, config, splits)
+    finally:
+        config["train_stride"] = None
+    assert len(loader.target_row) == len(splits.train)
+    assert len(loader) == -(-len(splits.train) // 512)
+    assert sum(int(b["loss_mask"].sum()) for b in loader) == len(splits.train)
