@@ -96,6 +96,9 @@ def _tell(progress, message: tuple) -> None:
         pass
 
 
+SYSTEM_RETRIES = 2  # reruns of a run whose worker died of a system failure
+
+
 def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
     """Body of the Ray task: one run, its record built here, returned to the driver."""
     import torch
@@ -234,8 +237,11 @@ def execute(runs: list[PlannedRun], store: ResultStore, *, cpus: int, cpus_per_r
         if gpus_per_run is None:
             gpus_per_run = default_gpus_per_run()
         progress = Queue(actor_options={"num_cpus": 0})
-        task = ray.remote(max_calls=1, max_retries=0)(run_task).options(num_cpus=cpus_per_run,
-                                                                        num_gpus=gpus_per_run)
+        # A worker lost to the system (a dead node, the OOM killer, SIGKILL) is retried, as
+        # Ray retries tasks by default; an exception of the run itself is caught in run_task
+        # and recorded as a failure, never retried (retry_exceptions stays off).
+        task = ray.remote(max_calls=1, max_retries=SYSTEM_RETRIES)(run_task).options(num_cpus=cpus_per_run,
+                                                                                     num_gpus=gpus_per_run)
         board = Board(runs, stream if stream is not None else sys.stderr)
         pending = {task.remote(run, progress, cpus_per_run): run for run in runs}
         try:

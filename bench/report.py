@@ -33,13 +33,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from bench.errors import InputError
-from bench.fitting import FIT_PROTOCOLS
+from bench.protocol import FIT_PROTOCOLS, MAIN_METRIC
 from bench.published import PUBLISHED, published_for, published_rows
 from bench.store import RUN_LOCAL_KEYS, ResultStore, _git
 
 METRICS = ("recall@10", "mrr@10", "ndcg@10", "recall@20", "mrr@20", "ndcg@20")
 METRIC_LABELS = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG"}
-MAIN_METRIC = {"session": "mrr@20", "leave-one-out": "ndcg@10"}
 BASELINES = frozenset({"pop", "spop", "itemknn", "bprmf", "recbole:Pop", "recbole:ItemKNN", "recbole:BPR"})
 ALPHA = 0.05
 BETTER, WORSE = "†", "‡"
@@ -169,6 +168,14 @@ PAPER_NAMES = {
 }
 
 
+#: Why a model can score 0 everywhere by design, said under a table where it does.
+ZERO_BY_DESIGN = {
+    "spop": "This is by design, not a bug: S-POP ranks the items already in the history first, and where every "
+            "history holds at least 20 distinct items and no target repeats one of them (leave-one-out on "
+            "ratings data such as MovieLens), its top 20 never holds the target.",
+}
+
+
 def model_label(model: str) -> str:
     """The row name: the paper's name (``SASRec (CE)``); RecBole's rows ``NARM (RecBole)``.
     The registry id (``sasrec-ce``, ``recbole:NARM``) is in the report's config section."""
@@ -245,6 +252,7 @@ class SuiteReport:
         self.datasets = sorted(self.by_dataset, key=self._dataset_position)
         self.plot_dir = self.out_dir / _slug(suite)
         self.notes = reference_notes()
+        self.tables: list[tuple[str, str, list[str], list[list]]] = []  # (title, note, headers, rows), as built
 
     def _dataset_position(self, name: str):
         listed = list(_dataset_meta(self.meta))
@@ -346,9 +354,14 @@ class SuiteReport:
         from tabulate import tabulate
 
         title = f"### {dataset}: {PROTOCOL_TITLES[table_protocol]}, test, {units.label}"
+        self.tables.append((title[4:], fitting_line(runs, models), headers, rows))
         out = [title, "", fitting_line(runs, models), "",
                tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
         out.append(f"Main metric {metric_label(main)}. " + note)
+        for m in models:
+            if all(means[m][metric] == 0 for metric in METRICS if means[m][metric] is not None):
+                out += ["", f"{model_label(m)} is 0 on every metric. "
+                        + ZERO_BY_DESIGN.get(m, "No test target reached its top 20: see its config and curve.")]
         extra = self._published_list(key, table_protocol, units)
         return out + ([""] + extra if extra else []) + [""]
 
@@ -442,6 +455,7 @@ class SuiteReport:
                          _num(_mean(r.get("peak_memory_mb") for r in rs), 0)])
         headers = ["Model", "n", "s / epoch", "epochs (best / trained)", "train s (total)",
                    "eval cases / s", "parameters", "peak memory (MB)"]
+        self.tables.append((f"{dataset}: efficiency (mean over seeds)", "", headers, rows))
         return [f"### {dataset}: efficiency (mean over seeds)", "",
                 tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
                 "Best epoch counts from 1. Training time includes the per-epoch validation; evaluation throughput "
@@ -574,7 +588,8 @@ class SuiteReport:
         return out
 
 
-def write_report(suite: str, store: ResultStore, out_dir: Path, suite_meta: dict | None = None) -> Path:
+def write_report(suite: str, store: ResultStore, out_dir: Path, suite_meta: dict | None = None,
+                 latex: bool = False) -> Path:
     """Write ``<out_dir>/<suite>.md`` (and its plots) from the stored records of ``suite``.
 
     ``suite_meta`` is what the suite runner knows, all optional: ``command`` (the command
@@ -597,6 +612,47 @@ def write_report(suite: str, store: ResultStore, out_dir: Path, suite_meta: dict
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+    if latex:
+        write_latex(report, path.with_suffix(".tex"))
+    return path
+
+
+# -- LaTeX ---------------------------------------------------------------------------------
+
+LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def latex_cell(cell) -> str:
+    """A markdown cell as LaTeX: special characters escaped, ``**x**`` bold, ± † ‡ Δ in math."""
+    text = "".join(LATEX_SPECIAL.get(c, c) for c in str(cell))
+    text = re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)
+    for char, math in (("±", r"$\pm$"), ("†", r"$^\dagger$"), ("‡", r"$^\ddagger$"), ("Δ", r"$\Delta$"),
+                       ("–", "--"), ("−", "-")):
+        text = text.replace(char, math)
+    return text
+
+
+def latex_table(title: str, note: str, headers: list[str], rows: list[list]) -> str:
+    """One booktabs table (``\\usepackage{booktabs}``) with its title as caption."""
+    spec = "l" + "r" * (len(headers) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{latex_cell(title)}}}",
+             f"\\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(map(latex_cell, headers)) + r" \\", r"\midrule"]
+    lines += [" & ".join(map(latex_cell, row)) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if note:
+        lines += [f"\\par\\smallskip\\footnotesize {latex_cell(note)}"]
+    return "\n".join(lines + [r"\end{table}", ""])
+
+
+def write_latex(report: SuiteReport, path: Path) -> Path:
+    """The report's tables (as built for the markdown) as LaTeX, for the paper itself."""
+    text = f"% Suite {report.suite}: the tables of {path.with_suffix('.md').name}, rebuilt by bench report\n"
+    text += f"% {_first_line(report.meta.get('command')) or 'bench report'}\n\n"
+    text += "\n".join(latex_table(*table) for table in report.tables)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
     return path
 
 
@@ -606,6 +662,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results", help="results store to read (default: results)")
     parser.add_argument("--out", default="reports", help="folder for the reports (default: reports)")
     parser.add_argument("--suite", help="rebuild only this suite's report (default: every suite)")
+    parser.add_argument("--format", choices=("markdown", "latex"), default="markdown",
+                        help="latex: also write <suite>.tex, the same tables as LaTeX (booktabs)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -614,6 +672,8 @@ def main(args: argparse.Namespace) -> int:
     if not suites:
         raise InputError(f"no results under {args.results}; run `bench run` first")
     for suite in suites:
-        path = write_report(suite, store, Path(args.out))
+        path = write_report(suite, store, Path(args.out), latex=getattr(args, "format", "markdown") == "latex")
         print(path, file=sys.stdout)
+        if getattr(args, "format", "markdown") == "latex":
+            print(path.with_suffix(".tex"), file=sys.stdout)
     return 0

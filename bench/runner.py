@@ -49,7 +49,7 @@ class RunResult:
     num_test_cases: int = 0
     num_parameters: int = 0
     peak_memory_mb: float = 0.0
-    fit_protocol: str = "train"  # a key of bench.fitting.FIT_PROTOCOLS
+    fit_protocol: str = "train"  # a key of bench.protocol.FIT_PROTOCOLS
     refit_seconds: float = 0.0
     refit_curve: list = field(default_factory=list)
 
@@ -167,7 +167,7 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
 
 
 def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunResult, workdir: Path):
-    """The model that ranks the test cases (:data:`bench.fitting.FIT_PROTOCOLS`).
+    """The model that ranks the test cases (:data:`bench.protocol.FIT_PROTOCOLS`).
 
     A model with nothing to fit by gradient (POP, S-POP, kNN) is fitted again on all
     training data, validation rows included, as the papers fit it; its validation

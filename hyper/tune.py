@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -78,7 +79,7 @@ class TuneSettings:
     parallel: int = 1
     storage: str | None = None  # default: sqlite file under hyper/studies/
     study_name: str | None = None  # default: "<dataset>__<model>"
-    metric: str = "mrr@20"
+    metric: str | None = None  # default: the protocol's main metric (MRR@20 sessions, NDCG@10 leave-one-out)
     epochs: int | None = None  # default: the model's config
     seed: int = 0
     timeout: float | None = None  # seconds: no new trial starts after it
@@ -147,6 +148,10 @@ def prepare(s: TuneSettings) -> _Prepared:
         raise InputError(f"--pruner must be one of {', '.join(PRUNERS)}, not {s.pruner!r}")
     resolve_model(s.model)
     manifest = read_manifest(s.dataset, s.data_root)
+    if s.metric is None:
+        from bench.protocol import MAIN_METRIC
+
+        s = dataclasses.replace(s, metric=MAIN_METRIC.get(manifest.get("protocol"), "mrr@20"))
     _check_metric(s.metric, manifest)
     space = load_space(s.model, s.space)
     if not callable(s.objective):
@@ -218,6 +223,7 @@ def tune(settings: TuneSettings | None = None, **kwargs) -> TuneResult:
     s = settings or TuneSettings(**kwargs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     prepared = prepare(s)
+    s = prepared.settings  # the metric resolved
     study = prepared.study
     start = time.perf_counter()
     result = TuneResult(study.study_name, prepared.storage_url, {}, None, None, {}, None, None, "done", 0.0)
@@ -422,8 +428,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds after which no new trial starts (running ones finish)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the training runs and of the sampler (default 0)")
-    parser.add_argument("--metric", default="mrr@20",
-                        help="validation metric to maximise: recall|mrr|ndcg@10|20, sampled_... (default mrr@20)")
+    parser.add_argument("--metric", default=None,
+                        help="validation metric to maximise: recall|mrr|ndcg@10|20, sampled_... (default: the "
+                             "protocol's main metric, mrr@20 for sessions, ndcg@10 for leave-one-out)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the model's config)")
     parser.add_argument("--space", default=None, help="search space file (default hyper/spaces/MODEL.yaml)")
     parser.add_argument("--pruner", default="median", choices=PRUNERS, help="default median")

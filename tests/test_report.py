@@ -275,3 +275,33 @@ def test_no_results_is_one_clear_error(tmp_path):
     report.add_arguments(parser)
     with pytest.raises(InputError, match="run `bench run` first"):
         report.main(parser.parse_args(["--results", str(tmp_path / "none")]))
+
+
+def test_latex_has_every_markdown_table_as_booktabs(built, tmp_path):
+    store, path, text, name, _ = built
+    tex = write_report("tiny", store, tmp_path, latex=True).with_suffix(".tex").read_text()
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\toprule") == tex.count(r"\bottomrule") == len(tables(text))
+    for title, rows in tables(text).items():
+        from bench.report import latex_cell
+
+        assert latex_cell(title) in tex
+        for row in rows:
+            assert latex_cell(row["Model"]) + " & " in tex
+    assert r"\textbf{" in tex and r"$\pm$" in tex and "**" not in tex
+    assert r"in \%" in tex  # LaTeX's comment character is escaped
+
+
+def test_latex_cells_escape_and_mark_up():
+    from bench.report import latex_cell
+
+    assert latex_cell("**53.19** ± 0.12 †") == r"\textbf{53.19} $\pm$ 0.12 $^\dagger$"
+    assert latex_cell("a_b & 5%") == r"a\_b \& 5\%"
+
+
+def test_a_row_zero_by_design_says_why(built):
+    _, _, text, _, ml_name = built
+    section = text.split(f"\n## {ml_name}\n", 1)[1]
+    spop = tables(section)[next(t for t in tables(section) if "full ranking" in t)]
+    assert all(mean_of(row[h]) == 0 for row in spop if model_of(row) == "spop"
+               for h in ("Recall@10", "MRR@20", "NDCG@20"))
+    assert "S-POP is 0 on every metric. This is by design" in section

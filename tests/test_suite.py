@@ -313,3 +313,47 @@ def test_the_report_names_the_suite_file_relative_to_the_working_directory(tmp_p
     assert default.meta()["file"] == "bench/suites/default.yaml"  # the same in every checkout
     monkeypatch.chdir(tmp_path)  # a suite outside the working directory keeps its absolute path
     assert default.meta()["file"] == str(SUITES_DIR / "default.yaml")
+
+
+@pytest.mark.slow
+def test_a_run_whose_worker_is_killed_is_retried_and_finishes(ray_local, ml100k, tmp_path):
+    """SIGKILL of the worker mid-run (what the OOM killer does) costs a retry, not the run."""
+    import threading
+
+    import psutil
+
+    root, name = ml100k
+    suite = load_suite(write_suite(tmp_path, f"""
+name: retry
+datasets: [{name}]
+models: [bprmf]
+seeds: [0]
+overrides:
+  all: {{epochs: 20, stopping_step: 20}}
+"""), root)
+    killed: list[int] = []
+
+    def kill_the_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            # only this test's own Ray workers: descendants of this process (its local Ray),
+            # never another Ray's on the machine
+            for proc in psutil.Process().children(recursive=True):
+                try:
+                    title = " ".join(proc.cmdline())
+                except psutil.Error:
+                    continue
+                if "run_task" in title:
+                    time.sleep(3)  # well inside the run: data loaded, training
+                    proc.kill()
+                    killed.append(proc.pid)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    outcome = run_suite(suite, data_root=root, results=tmp_path / "results", reports=None)
+    killer.join()
+    assert killed, "no worker was found to kill"
+    assert list(outcome.ran.values()) == ["finished"]
+    assert records(tmp_path / "results", "retry")["bprmf/0"]["status"] == "finished"

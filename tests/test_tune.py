@@ -415,3 +415,15 @@ def test_real_tuning_job_on_the_diginetica_slice(diginetica_slice, tmp_path, loc
     assert saved["params"]["train_stride"] in (1.0, 0.5, 0.25)  # a fraction of max_len: fits any dataset
     assert saved["provenance"]["value"] == pytest.approx(max(t.value for t in study.trials))
     assert Path(result.report_path).is_file()
+
+
+@pytest.mark.parametrize("fixture,expected", [("diginetica_slice", "mrr@20"), ("ml100k", "ndcg@10")])
+def test_the_default_objective_is_the_protocols_main_metric(fixture, expected, request, tmp_path):
+    from hyper.tune import TuneSettings, prepare
+
+    root, name = request.getfixturevalue(fixture)
+    prepared = prepare(TuneSettings("bprmf", name, storage=f"sqlite:///{tmp_path}/s.db", data_root=root))
+    assert prepared.settings.metric == expected
+    explicit = prepare(TuneSettings("bprmf", name, storage=f"sqlite:///{tmp_path}/t.db", data_root=root,
+                                    metric="recall@10"))
+    assert explicit.settings.metric == "recall@10"
