@@ -18,7 +18,8 @@ epoch (measured on MovieLens-100k: 5 Adam steps per NARM epoch against RecBole's
   exactly ``train_batch_size``, and an epoch has ``ceil(total targets /
   train_batch_size)`` steps or one fewer, as RecBole's prefix rows give. (A batch
   smaller than a row's targets gets that row alone: ``max_len`` targets at most.)
-* ``iid_targets`` (NARM's default: the paper's batches of 512 prefixes drawn i.i.d.):
+* ``iid_targets`` (NARM's default on session data, ``batch_unit: auto``: the paper's
+  batches of 512 prefixes drawn i.i.d.):
   every epoch, all targets (a row's positions from its ``loss_start`` on) are shuffled
   and cut into batches of exactly ``train_batch_size`` (the last one smaller), as
   RecBole's shuffled prefix rows are; the rows that hold a batch's targets are encoded

@@ -65,19 +65,29 @@ def make_config(spec: ModelSpec, dataset: str, overrides: dict | None = None,
     from recbole.config import Config
 
     folder = dataset_dir(dataset, data_root)
-    read_manifest(dataset, data_root)  # clear error if not converted
+    manifest = read_manifest(dataset, data_root)  # clear error if not converted
     files = [str(HARNESS_DEFAULTS), str(folder / f"{dataset}.yaml"), *spec.config_files]
     config_dict = {**spec.settings, **(overrides or {}), "data_path": str(Path(data_root).resolve())}
     with _argv_hidden():
         try:
-            return Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
+            config = Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
         except ValueError as err:
             # RecBole's global default samples a negative per row, which its own sequential
             # CE models reject; unless the user asked for sampling, such a model gets none.
             if "when the loss_type is CE" not in str(err) or "train_neg_sample_args" in (overrides or {}):
                 raise
             config_dict["train_neg_sample_args"] = None
-            return Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
+            config = Config(model=spec.cls, dataset=dataset, config_file_list=files, config_dict=config_dict)
+    if config["batch_unit"] == "auto":
+        config["batch_unit"] = AUTO_BATCH_UNIT.get(manifest.get("protocol"), "targets")
+    return config
+
+
+#: ``batch_unit: auto`` (NARM's default) by protocol. Short sessions: prefixes drawn i.i.d.
+#: learn as much per epoch as RecBole's rows, at +22% per step over whole sequences
+#: (Diginetica, CPU). Long histories: whole sequences; i.i.d. prefixes there cost 8x
+#: more per epoch (MovieLens-100k, 26.8 against 3.2 s), more than they gain per epoch.
+AUTO_BATCH_UNIT = {"session": "iid_targets", "leave-one-out": "targets"}
 
 
 @dataclass

@@ -91,3 +91,12 @@ def _interaction(model, seq, lengths):
     from recbole.data.interaction import Interaction
 
     return Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: lengths})
+
+
+def test_narm_batch_unit_auto_is_iid_on_sessions_and_whole_sequences_on_leave_one_out(diginetica_slice, ml100k):
+    spec = resolve_model("narm")
+    units = {}
+    for root, name in (diginetica_slice, ml100k):
+        config = make_config(spec, name, {"device": "cpu", "use_gpu": False}, root)
+        units[name] = config["batch_unit"]
+    assert units == {diginetica_slice[1]: "iid_targets", ml100k[1]: "targets"}
