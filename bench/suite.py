@@ -326,6 +326,48 @@ def _source_path(src: str) -> Path:
     return Path(src).expanduser()
 
 
+def shipped_dataset_entry(name: str) -> dict | None:
+    """A shipped suite's dataset entry for ``name`` (how to convert it, its published key), if any."""
+    for path in sorted(SUITES_DIR.glob("*.yaml")):
+        try:
+            entries = (yaml.safe_load(path.read_text()) or {}).get("datasets") or []
+        except yaml.YAMLError:
+            continue
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("name") == name and isinstance(entry.get("convert"), dict):
+                return entry
+    return None
+
+
+def adhoc_suite(models: list[str], datasets: list[str], seeds: list[int], settings: dict,
+                folder: Path, name: str | None = None) -> Path:
+    """Write the suite file of a one-off comparison (``bench run --models ... --datasets ...``)
+    to ``folder/<name>.yaml`` and return it; it is then loaded and checked like any suite.
+
+    A dataset a shipped suite knows how to convert (``ml100k``, ``diginetica``, ``beauty``)
+    is converted on the fly, with its published numbers attached.
+    """
+    name = name or "adhoc-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(models) + "-on-" + "_".join(datasets))
+    entries = [shipped_dataset_entry(d) or d for d in datasets]
+    doc = {"name": name, "description": f"One-off comparison: {', '.join(models)} on {', '.join(datasets)}.",
+           "datasets": entries, "models": models, "seeds": seeds, "overrides": {"all": settings} if settings else {}}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text("# Written by bench run --models/--datasets; rerun it with `bench run " + str(path) + "`\n"
+                    + yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set {text!r}: expected key=value (e.g. --set epochs=5)")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise InputError(f"--set {text!r}: the value is not valid YAML") from None
+
+
 def convert_command(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> str:
     """The `bench convert` command that makes ``name``: from a shipped suite if one knows it."""
     out = "" if str(data_root) == DEFAULT_DATA_ROOT else f" --out {shlex.quote(str(data_root))}"
@@ -563,7 +605,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tuned", dest="use_tuned", action="store_false",
                         help="ignore tuned parameters in hyper/best/")
     parser.add_argument("--models", default=None, metavar="M1,M2",
-                        help="run only these of the suite's models (the report still shows every stored run)")
+                        help="with a SUITE: run only these of its models (the report still shows every stored "
+                             "run); with --datasets: the models of a one-off comparison")
+    parser.add_argument("--datasets", default=None, metavar="D1,D2",
+                        help="a one-off comparison without a suite file: these datasets (converted on the fly "
+                             "where a shipped suite knows them: ml100k, diginetica, beauty)")
+    parser.add_argument("--seeds", default=None, metavar="0,1,2", help="one-off comparison: seeds (default 0)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="one-off comparison: a RecBole config key for every run (repeatable)")
+    parser.add_argument("--name", default=None,
+                        help="one-off comparison: its name, for results/<name>/ and reports/<name>.md "
+                             "(default: derived from the models and datasets)")
     parser.add_argument("--max-runs", type=int, default=None, metavar="N", help="start at most N runs")
     parser.add_argument("--dry-run", action="store_true", help="check the suite and show the plan; train nothing")
 
@@ -582,8 +634,28 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(f"--{option.replace('_', '-')} must be at least 1")
     if args.cpus_per_run <= 0 or (args.gpus_per_run is not None and args.gpus_per_run < 0):
         raise InputError("--cpus-per-run must be positive and --gpus-per-run not negative")
-    suite = load_suite(find_suite(args.suite), args.data_root)
-    models = only_models(suite, args.models.split(",")) if getattr(args, "models", None) else None
+    datasets = getattr(args, "datasets", None)
+    if datasets:
+        if args.suite:
+            raise InputError("give either a SUITE or --datasets (a one-off comparison), not both")
+        if not getattr(args, "models", None):
+            raise InputError("--datasets needs --models (e.g. --models narm,pop --datasets ml100k)")
+        try:
+            seeds = [int(x) for x in (args.seeds or "0").split(",") if x.strip()]
+        except ValueError:
+            raise InputError(f"--seeds {args.seeds!r}: expected integers, e.g. 0,1,2") from None
+        settings = dict(_setting(t) for t in (args.set or []))
+        path = adhoc_suite([m.strip() for m in args.models.split(",") if m.strip()],
+                           [d.strip() for d in datasets.split(",") if d.strip()], seeds, settings,
+                           Path(args.results) / "adhoc", args.name)
+        suite, models = load_suite(path, args.data_root), None
+    else:
+        for option in ("seeds", "set", "name"):
+            if getattr(args, option, None):
+                raise InputError(f"--{option} applies to a one-off comparison (--models with --datasets); "
+                                 "a suite sets it in its file")
+        suite = load_suite(find_suite(args.suite), args.data_root)
+        models = only_models(suite, args.models.split(",")) if getattr(args, "models", None) else None
     outcome = run_suite(suite, data_root=args.data_root, results=args.results, reports=args.reports,
                         cpus=args.cpus, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                         address=args.address, rerun_failed=args.rerun_failed, max_runs=args.max_runs,

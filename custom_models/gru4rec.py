@@ -4,7 +4,7 @@ Hidasi, Karatzoglou, Baltrunas, Tikk. ICLR 2016. https://arxiv.org/abs/1511.0693
 Hidasi, Karatzoglou. CIKM 2018 (TOP1-max, BPR-max, more negatives). https://arxiv.org/abs/1706.03847
 Behaviour checked against the authors' PyTorch code (hidasib/GRU4Rec_PyTorch_Official).
 
-    bench run gru4rec --dataset diginetica      (defaults: custom_models/gru4rec.yaml,
+    bench run --models gru4rec --datasets diginetica      (defaults: custom_models/gru4rec.yaml,
                                                  the official Diginetica parameters)
 
 A GRU (``layers``, e.g. [512]) reads a session one item at a time; after item ``t``

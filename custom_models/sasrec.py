@@ -2,7 +2,7 @@
 
 Kang, McAuley. ICDM 2018. https://arxiv.org/abs/1808.09781
 
-    bench run sasrec --dataset ml100k      (defaults: custom_models/sasrec.yaml)
+    bench run --models sasrec,sasrec-ce --datasets beauty      (defaults: custom_models/sasrec.yaml)
 
 A sequence of the ``n = max_len`` most recent items is embedded as ``M_s + P``
 (item embedding plus a learned position embedding) and passed through ``b`` blocks
