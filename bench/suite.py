@@ -371,18 +371,13 @@ def _setting(text: str) -> tuple[str, object]:
 def convert_command(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> str:
     """The `bench convert` command that makes ``name``: from a shipped suite if one knows it."""
     out = "" if str(data_root) == DEFAULT_DATA_ROOT else f" --out {shlex.quote(str(data_root))}"
-    for path in sorted(SUITES_DIR.glob("*.yaml")):
-        try:
-            entries = (yaml.safe_load(path.read_text()) or {}).get("datasets") or []
-        except yaml.YAMLError:
-            continue
-        for entry in entries:
-            if isinstance(entry, dict) and entry.get("name") == name and isinstance(entry.get("convert"), dict):
-                c = entry["convert"]
-                options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (c.get("options") or {}).items())
-                src = shlex.quote(str(_source_path(str(c["src"]))))
-                return f"bench convert {c['format']} {src} --name {name}{options}{out}"
-    return f"bench convert FORMAT SRC --name {name}{out}"
+    entry = shipped_dataset_entry(name)
+    if entry is None:
+        return f"bench convert FORMAT SRC --name {name}{out}"
+    c = entry["convert"]
+    options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (c.get("options") or {}).items())
+    src = shlex.quote(str(_source_path(str(c["src"]))))
+    return f"bench convert {c['format']} {src} --name {name}{options}{out}"
 
 
 def _check_overrides(overrides, suite: Suite, doc: SuiteFile) -> dict:
