@@ -47,7 +47,10 @@ def resolve_model(name: str) -> ModelSpec:
     if name in MODELS:
         module_name, class_name = MODELS[name].split(":")
         cls = getattr(importlib.import_module(module_name), class_name)
-        defaults = Path(inspect.getfile(cls)).with_suffix(".yaml")
+        module_file = Path(inspect.getfile(cls))
+        # the model's own YAML: named after it (several models may share a module), else the module
+        defaults = module_file.with_name(f"{name}.yaml")
+        defaults = defaults if defaults.exists() else module_file.with_suffix(".yaml")
         return ModelSpec(name, cls, (str(defaults),) if defaults.exists() else (), True)
     if name.startswith(RECBOLE_PREFIX):
         from bench.reference import reference_class, reference_config_files

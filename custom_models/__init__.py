@@ -15,6 +15,8 @@ MODELS = {
     "spop": "custom_models.spop:BenchSPOP",
     "itemknn": "custom_models.itemknn:BenchItemKNN",
     "bprmf": "custom_models.bprmf:BenchBPRMF",
+    "sknn": "custom_models.session_knn:BenchSKNN",
+    "vsknn": "custom_models.session_knn:BenchVSKNN",
 }
 
 # Variants: another name for one of MODELS with settings above its YAML (below a suite's
