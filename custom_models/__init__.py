@@ -17,6 +17,7 @@ MODELS = {
     "bprmf": "custom_models.bprmf:BenchBPRMF",
     "sknn": "custom_models.session_knn:BenchSKNN",
     "vsknn": "custom_models.session_knn:BenchVSKNN",
+    "stan": "custom_models.session_knn:BenchSTAN",
 }
 
 # Variants: another name for one of MODELS with settings above its YAML (below a suite's

@@ -1,4 +1,4 @@
-"""Session kNN: SKNN and V-SKNN, scored by the past sessions most similar to the current one.
+"""Session kNN: SKNN, V-SKNN and STAN, scored by the past sessions most similar to the current one.
 
 * **SKNN** (Jannach & Ludewig, RecSys 2017, "When recurrent neural networks meet the
   neighborhood for session-based recommendation"): from the ``sample_size`` most recent
@@ -10,9 +10,12 @@
   (``weighting``: a later click counts more), a neighbour's contribution decays with how
   far back in the current session its most recent shared item lies (``weighting_score``),
   and an item's score is boosted by its IDF, ``score * (1 + idf * idf_weighting)``.
+* **STAN** (Garg et al., SIGIR 2019): position-weighted cosine, neighbours decayed by
+  age, and a neighbour's items by their distance from the shared item
+  (:class:`StanNeighbours`).
 
-The definitions follow session-rec (rn5l/session-rec, ``algorithms/knn/sknn.py`` and
-``vsknn.py``) to the letter, including its weight functions (position ``i`` from 1 of a
+The definitions follow session-rec (rn5l/session-rec, ``algorithms/knn/sknn.py``,
+``vsknn.py`` and ``stan.py``) to the letter, including its weight functions (position ``i`` from 1 of a
 session of ``n`` clicks; ``d`` from 1 = the last click):
 
     weighting   same: 1   div: i/n   quadratic: (i/n)^2   log: 1/log10(n-i+1.7)
@@ -210,6 +213,90 @@ def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return sorted_keys[pos] == keys if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
 
 
+class StanNeighbours:
+    """STAN (Garg et al., SIGIR 2019, "Sequence and Time Aware Neighborhood for
+    Session-based Recommendations"), session-rec's ``algorithms/knn/stan.py``:
+
+    * the current session's item ``i`` weighs ``exp((pos_i - n) / lambda_spw)`` (its last
+      click ``pos_i`` of ``n``); similarity: the weighted cosine of the item sets;
+    * times ``exp(-(t_now - t_s) / (lambda_snh days))`` for a neighbour last active at
+      ``t_s``; time is seconds where the data has it, else the session order (session s
+      at second s, the current session right after the last training session);
+    * neighbour s gives item ``j`` ``sim * exp(-|p_s(j) - p_s*| / lambda_inh)``, with
+      ``p_s(j)`` the last position of ``j`` in s and ``p_s*`` the last position in s of an
+      item of the current session.
+    """
+
+    def __init__(self, seq_ids: np.ndarray, items: np.ndarray, n_items: int, *, k: int, sample_size: int,
+                 lambda_spw: float, lambda_snh: float, lambda_inh: float):
+        self.k, self.sample_size, self.n_items = int(k), int(sample_size), n_items
+        self.lambda_spw, self.lambda_inh = float(lambda_spw), float(lambda_inh)
+        self.lambda_snh = float(lambda_snh) * 24 * 3600
+        order = np.argsort(seq_ids, kind="stable")  # events of a session stay in click order
+        seq_ids, items = seq_ids[order], items[order]
+        _, session = np.unique(seq_ids, return_inverse=True)
+        n_sessions = int(session.max()) + 1 if len(session) else 0
+        starts = np.r_[0, np.flatnonzero(np.diff(session)) + 1]
+        position = np.arange(len(items)) - np.repeat(starts, np.diff(np.r_[starts, len(items)])) + 1
+        # X_pos[s, j] = the last position of item j in session s (later clicks overwrite)
+        self.x_pos = _last_per_cell(session, items, position.astype(np.float64), n_sessions, n_items)
+        self.x_pos.sort_indices()
+        self.x = self.x_pos.copy()
+        self.x.data[:] = 1.0
+        self.xt = self.x.T.tocsr()
+        self.session_size = np.diff(self.x.indptr).astype(np.float64)
+        self.member_keys = _coords(self.x)[0] * n_items + self.x.indices
+        self.now = float(n_sessions)  # session order as time: the current session comes next
+        self.session_time = np.arange(n_sessions, dtype=np.float64)
+
+    def scores(self, item_seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        b, width = item_seq.shape
+        position = np.arange(1, width + 1)
+        real = position[None, :] <= lengths[:, None]
+        weight = np.exp((position[None, :] - lengths[:, None]) / self.lambda_spw) * real
+        rows, cols = np.nonzero(real)
+        query = _last_per_cell(rows, item_seq[rows, cols], weight[rows, cols], b, self.n_items)
+        binary = query.copy()
+        binary.data[:] = 1.0
+        weighted = (query @ self.xt).tocsr()
+        shared = (binary @ self.xt).tocsr()
+        weighted.sort_indices()
+        shared.sort_indices()
+        sample = _last_per_row(shared, self.sample_size)
+        case, session = _coords(sample)
+        norm = np.sqrt(np.asarray(query.multiply(query).sum(axis=1)).ravel())
+        sim = _values_at(weighted, sample) / np.maximum(norm[case] * np.sqrt(self.session_size[session]), 1e-300)
+        sim = sim * np.exp(-(self.now - self.session_time[session]) / self.lambda_snh)
+        case, session, sim = _top_k(case, session, sim, self.k)
+        # p_s*: the last position in s of any item of the current session
+        star = np.zeros(len(case))
+        q_rows, q_items = _coords(binary)
+        q_start = binary.indptr
+        for slot in range(int(np.diff(q_start).max(initial=0))):
+            has = q_start[case] + slot < q_start[case + 1]
+            idx = np.flatnonzero(has)
+            item = q_items[q_start[case[idx]] + slot]
+            pos = _values_at_pairs(self.x_pos, session[idx], item, self.n_items, self.member_keys)
+            star[idx] = np.maximum(star[idx], pos)
+        # every item of every neighbour, weighted by its distance to p_s*
+        counts = self.session_size[session].astype(np.int64)
+        pair = np.repeat(np.arange(len(case)), counts)
+        offsets = np.repeat(self.x_pos.indptr[session], counts) + (
+            np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+        values = sim[pair] * np.exp(-np.abs(self.x_pos.data[offsets] - star[pair]) / self.lambda_inh)
+        out = sp.csr_matrix((values, (case[pair], self.x_pos.indices[offsets])), shape=(b, self.n_items))
+        return np.asarray(out.todense())
+
+
+def _values_at_pairs(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, n_cols: int,
+                     sorted_keys: np.ndarray) -> np.ndarray:
+    """``m[rows, cols]`` (0 where not stored), ``sorted_keys`` being m's ``row * n_cols + col``."""
+    keys = rows.astype(np.int64) * n_cols + cols
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
+    found = sorted_keys[pos] == keys if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
+    return np.where(found, m.data[pos] if len(sorted_keys) else 0.0, 0.0)
+
+
 class _SessionKNN(SequentialRecommender):
     input_type = InputType.POINTWISE
     trainable = False  # the neighbourhood index is built in the constructor
@@ -251,3 +338,15 @@ class BenchSKNN(_SessionKNN):
 
 class BenchVSKNN(_SessionKNN):
     """V-SKNN: position-weighted current session, decayed neighbours, IDF (config keys)."""
+
+
+class BenchSTAN(_SessionKNN):
+    """STAN: :class:`StanNeighbours` with ``lambda_spw``, ``lambda_snh``, ``lambda_inh``."""
+
+    def __init__(self, config, dataset):
+        SequentialRecommender.__init__(self, config, dataset)
+        seq_ids, items = sequence_events(dataset)
+        self.neighbours = StanNeighbours(seq_ids, items, self.n_items, k=int(config["k"]),
+                                         sample_size=int(config["sample_size"]),
+                                         lambda_spw=config["lambda_spw"], lambda_snh=config["lambda_snh"],
+                                         lambda_inh=config["lambda_inh"])

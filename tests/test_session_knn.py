@@ -131,3 +131,73 @@ def test_vectorised_scores_equal_the_per_case_definition_on_real_sessions(digine
     want = reference_scores(sessions, [list(s[:n]) for s, n in zip(seq, lengths)], n_items, 20, 150, **options)
     assert np.abs(want).sum() > 0
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def stan_reference(sessions, items_seq, n_items, k, sample_size, lambda_spw, lambda_snh, lambda_inh):
+    """STAN's definition, one case at a time (sessions oldest first; session s at time s,
+    the current session at time len(sessions))."""
+    out = np.zeros((len(items_seq), n_items))
+    for row, seq in enumerate(items_seq):
+        n = len(seq)
+        weight = {item: math.exp((pos - n) / lambda_spw) for pos, item in enumerate(seq, 1)}
+        current = set(seq)
+        relevant = [s for s in range(len(sessions)) if set(sessions[s]) & current]
+        sims = []
+        for s in sorted(relevant)[-sample_size:]:
+            shared = set(sessions[s]) & current
+            sim = sum(weight[i] for i in shared) / (math.sqrt(sum(w * w for w in weight.values()))
+                                                    * math.sqrt(len(set(sessions[s]))))
+            sim *= math.exp(-(len(sessions) - s) / (lambda_snh * 86400))
+            sims.append((sim, s))
+        for sim, s in sorted(sims, key=lambda t: (-t[0], -t[1]))[:k]:
+            last = {item: pos for pos, item in enumerate(sessions[s], 1)}
+            star = max(pos for pos, item in enumerate(sessions[s], 1) if item in current)
+            for item, pos in last.items():
+                out[row, item] += sim * math.exp(-abs(pos - star) / lambda_inh)
+    return out
+
+
+def test_stan_by_hand(toy):
+    model, splits = _model_and_splits("stan", toy, {"k": 2, "sample_size": 4, "lambda_spw": 1.0,
+                                                     "lambda_snh": 1e9, "lambda_inh": 1.0})
+    cases = _scores(model, splits)
+    # (2 1): weights 2: e^-1, 1: e^0 = 1; norm sqrt(e^-2 + 1). S1 [1,2,3]: (e^-1 + 1)/(norm sqrt 3),
+    # S2 [2,3,2,4]: e^-1/(norm sqrt 3), S3 [1,3]: 1/(norm sqrt 2), S4 [5,2]: e^-1/(norm sqrt 2).
+    # Top 2: S3 (.62) and S1 (.62 ... ) -> compute and compare the item scores.
+    e = math.exp(-1)
+    norm = math.sqrt(e * e + 1)
+    sims = {"S1": (e + 1) / (norm * math.sqrt(3)), "S2": e / (norm * math.sqrt(3)),
+            "S3": 1 / (norm * math.sqrt(2)), "S4": e / (norm * math.sqrt(2))}
+    top = sorted(sims, key=lambda s: -sims[s])[:2]
+    assert top == ["S1", "S3"]
+    # S1 [1,2,3]: last shared position p* = 2 (item 2): item 1 at 1 -> e^-1, 2 -> 1, 3 -> e^-1.
+    # S3 [1,3]: p* = 1 (item 1): 1 -> 1, 3 -> e^-1.
+    want = {1: sims["S1"] * e + sims["S3"], 2: sims["S1"], 3: sims["S1"] * e + sims["S3"] * e, 4: 0, 5: 0, 6: 0}
+    assert cases[1] == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("lambdas", [(1.25, 80, 5), (0.625, 1e-5, 1.25), (10, 5, 0.625)])
+def test_stan_vectorised_equals_the_per_case_definition_on_real_sessions(diginetica_slice, lambdas):
+    from bench.data import load_splits, make_config
+    from bench.registry import resolve_model
+    from custom_models.session_knn import StanNeighbours
+
+    root, name = diginetica_slice
+    config = make_config(resolve_model("pop"), name, {"device": "cpu", "use_gpu": False}, root)
+    splits = load_splits(config, root)
+    seq_ids, items = sequence_events(splits.train)
+    keep_ids = np.unique(seq_ids)[-600:]
+    mask = np.isin(seq_ids, keep_ids)
+    order = np.argsort(seq_ids[mask], kind="stable")
+    s_ids, s_items = seq_ids[mask][order], items[mask][order]
+    sessions = [list(s_items[s_ids == s]) for s in keep_ids]
+    n_items = splits.dataset.item_num
+    spw, snh, inh = lambdas
+    index = StanNeighbours(seq_ids[mask], items[mask], n_items, k=20, sample_size=150,
+                           lambda_spw=spw, lambda_snh=snh, lambda_inh=inh)
+    test = splits.test.inter_feat
+    seq, lengths = test["item_id_list"][:120].numpy(), test["item_length"][:120].numpy()
+    got = index.scores(seq, lengths)
+    want = stan_reference(sessions, [list(s[:n]) for s, n in zip(seq, lengths)], n_items, 20, 150, spw, snh, inh)
+    assert np.abs(want).sum() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

@@ -1,11 +1,13 @@
-"""Our V-SKNN against session-rec's own (rn5l/session-rec ``algorithms/knn/vsknn.py``) on
-the same Diginetica cases with the same parameters: top-20 lists and ranks of the target.
+"""Our V-SKNN or STAN against session-rec's own (rn5l/session-rec ``algorithms/knn/vsknn.py``,
+``stan.py``) on the same Diginetica cases with the same parameters: top-20 lists and ranks
+of the target.
 
-session-rec is not part of this project: pass the folder holding its ``vsknn.py``
-(fetch the repository yourself). Its training data is our training sessions (train +
-validation, as ours is fitted for the test), with the session's index as its time.
+session-rec is not part of this project: pass the folder holding its ``vsknn.py`` and
+``stan.py`` (fetch the repository yourself). Its training data is our training sessions
+(train + validation, as ours is fitted for the test), with the session's rank as its
+time and the current session one step after the last.
 
-    python -m bench.benchmarks.session_knn_vs_session_rec --session-rec DIR [--cases 2000]
+    python -m bench.benchmarks.session_knn_vs_session_rec --session-rec DIR [--model vsknn|stan] [--cases 2000]
 """
 from __future__ import annotations
 
@@ -24,24 +26,25 @@ from bench.data import load_splits, make_config, sequence_events, train_and_vali
 from bench.registry import resolve_model
 
 
-def load_session_rec(folder: str):
+def load_session_rec(folder: str, module_name: str, class_name: str):
     sys.modules.setdefault("pympler", types.ModuleType("pympler"))  # imported there for memory reports only
     sys.modules["pympler"].asizeof = types.SimpleNamespace(asizeof=lambda *a, **k: 0)
     if not hasattr(np, "in1d"):  # session-rec predates numpy 2
         np.in1d = np.isin
-    spec = importlib.util.spec_from_file_location("session_rec_vsknn", f"{folder}/vsknn.py")
+    spec = importlib.util.spec_from_file_location(f"session_rec_{module_name}", f"{folder}/{module_name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.VMContextKNN
+    return getattr(module, class_name)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--session-rec", required=True, help="folder holding session-rec's vsknn.py")
+    parser.add_argument("--model", choices=("vsknn", "stan"), default="vsknn")
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--data-root", default="dataset_atomic")
     args = parser.parse_args(argv)
-    spec = resolve_model("vsknn")
+    spec = resolve_model(args.model)
     with tempfile.TemporaryDirectory() as work:
         config = make_config(spec, "diginetica", {"device": "cpu", "use_gpu": False, "checkpoint_dir": work},
                              args.data_root)
@@ -50,11 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     ours = spec.cls(config, training)
     seq_ids, items = sequence_events(training)
     order = np.argsort(seq_ids, kind="stable")
-    frame = pd.DataFrame({"SessionId": seq_ids[order], "ItemId": items[order], "Time": seq_ids[order]})
-    theirs = load_session_rec(args.session_rec)(k=config["k"], sample_size=config["sample_size"],
-                                                weighting=config["weighting"],
-                                                weighting_score=config["weighting_score"],
-                                                idf_weighting=config["idf_weighting"], similarity=config["similarity"])
+    rank = np.unique(seq_ids, return_inverse=True)[1][order]  # session s at time s
+    frame = pd.DataFrame({"SessionId": seq_ids[order], "ItemId": items[order], "Time": rank})
+    now = int(rank.max()) + 1
+    if args.model == "vsknn":
+        theirs = load_session_rec(args.session_rec, "vsknn", "VMContextKNN")(
+            k=config["k"], sample_size=config["sample_size"], weighting=config["weighting"],
+            weighting_score=config["weighting_score"], idf_weighting=config["idf_weighting"],
+            similarity=config["similarity"])
+    else:
+        theirs = load_session_rec(args.session_rec, "stan", "STAN")(
+            k=config["k"], sample_size=config["sample_size"], lambda_spw=config["lambda_spw"],
+            lambda_snh=config["lambda_snh"], lambda_inh=config["lambda_inh"])
     theirs.fit(frame)
     test = splits.test.inter_feat
     seqs, lengths, targets = (test["item_id_list"].numpy(), test["item_length"].numpy(), test["item_id"].numpy())
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         # session-rec is fed the session click by click, and predicts after every click (its
         # evaluation does; with skip its neighbour candidates would miss the skipped clicks' sessions)
         for item in seq:
-            series = theirs.predict_next(-case - 2, int(item), all_items)
+            series = theirs.predict_next(-case - 2, int(item), all_items, timestamp=now)
         other = series.to_numpy()
         for scores, ranks in ((mine, rank_ours), (other, rank_theirs)):
             target = scores[targets[case] - 1]
