@@ -39,7 +39,7 @@ from bench.store import RUN_LOCAL_KEYS, ResultStore, _git
 
 METRICS = ("recall@10", "mrr@10", "ndcg@10", "recall@20", "mrr@20", "ndcg@20")
 METRIC_LABELS = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG"}
-BASELINES = frozenset({"pop", "spop", "itemknn", "bprmf", "sknn", "vsknn", "stan",
+BASELINES = frozenset({"pop", "spop", "itemknn", "bprmf", "sknn", "vsknn", "stan", "vstan",
                        "recbole:Pop", "recbole:ItemKNN", "recbole:BPR"})
 ALPHA = 0.05
 BETTER, WORSE = "†", "‡"
@@ -166,7 +166,7 @@ PAPER_NAMES = {
     "narm": "NARM", "narm-sampled": "NARM (sampled softmax)",
     "sasrec": "SASRec", "sasrec-ce": "SASRec (CE)", "sasrec-sampled": "SASRec (sampled softmax)",
     "gru4rec": "GRU4Rec", "pop": "POP", "spop": "S-POP", "itemknn": "Item-KNN", "bprmf": "BPR-MF",
-    "sknn": "SKNN", "vsknn": "V-SKNN", "stan": "STAN",
+    "sknn": "SKNN", "vsknn": "V-SKNN", "stan": "STAN", "vstan": "V-STAN",
 }
 
 

@@ -18,6 +18,7 @@ MODELS = {
     "sknn": "custom_models.session_knn:BenchSKNN",
     "vsknn": "custom_models.session_knn:BenchVSKNN",
     "stan": "custom_models.session_knn:BenchSTAN",
+    "vstan": "custom_models.session_knn:BenchVSTAN",
 }
 
 # Variants: another name for one of MODELS with settings above its YAML (below a suite's

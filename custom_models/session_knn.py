@@ -12,10 +12,11 @@
   and an item's score is boosted by its IDF, ``score * (1 + idf * idf_weighting)``.
 * **STAN** (Garg et al., SIGIR 2019): position-weighted cosine, neighbours decayed by
   age, and a neighbour's items by their distance from the shared item
-  (:class:`StanNeighbours`).
+  (:class:`StanNeighbours`); **V-STAN** (Ludewig et al., UMUAI 2021) adds V-SKNN's
+  neighbour decay and IDF boost to it.
 
 The definitions follow session-rec (rn5l/session-rec, ``algorithms/knn/sknn.py``,
-``vsknn.py`` and ``stan.py``) to the letter, including its weight functions (position ``i`` from 1 of a
+``vsknn.py``, ``stan.py`` and ``vstan.py``) to the letter, including its weight functions (position ``i`` from 1 of a
 session of ``n`` clicks; ``d`` from 1 = the last click):
 
     weighting   same: 1   div: i/n   quadratic: (i/n)^2   log: 1/log10(n-i+1.7)
@@ -143,18 +144,7 @@ class SessionNeighbours:
         case, session, sim = _top_k(case, session, sim, self.k)
 
         # decay: how far back is the most recent click of the case that the neighbour holds
-        step = np.zeros(len(case))
-        open_ = np.ones(len(case), dtype=bool)
-        for back in range(1, width + 1):
-            pos = lengths[case] - back  # 0-based position of the click `back` from the end
-            valid = open_ & (pos >= 0)
-            if not valid.any():
-                break
-            idx = np.flatnonzero(valid)
-            keys = session[idx].astype(np.int64) * self.n_items + item_seq[case[idx], pos[idx]]
-            hit = _contains(self.member_keys, keys)
-            step[idx[hit]] = back
-            open_[idx[hit]] = False
+        step = _most_recent_shared(item_seq, lengths, case, session, self.n_items, self.member_keys)
         contribution = sim * step_decay(self.weighting_score, np.maximum(step, 1))
         neighbours = sp.csr_matrix((contribution, (case, session)), shape=(b, self.x.shape[0]))
         scores = np.asarray((neighbours @ self.x).todense())
@@ -228,10 +218,14 @@ class StanNeighbours:
     """
 
     def __init__(self, seq_ids: np.ndarray, items: np.ndarray, n_items: int, *, k: int, sample_size: int,
-                 lambda_spw: float, lambda_snh: float, lambda_inh: float):
+                 lambda_spw: float, lambda_snh: float, lambda_inh: float,
+                 lambda_ipw: float | None = None, lambda_idf: float | None = None):
         self.k, self.sample_size, self.n_items = int(k), int(sample_size), n_items
         self.lambda_spw, self.lambda_inh = float(lambda_spw), float(lambda_inh)
         self.lambda_snh = float(lambda_snh) * 24 * 3600
+        # V-STAN's two V-SKNN terms (None: STAN)
+        self.lambda_ipw = None if lambda_ipw is None else float(lambda_ipw)
+        self.lambda_idf = None if lambda_idf is None else float(lambda_idf)
         order = np.argsort(seq_ids, kind="stable")  # events of a session stay in click order
         seq_ids, items = seq_ids[order], items[order]
         _, session = np.unique(seq_ids, return_inverse=True)
@@ -248,6 +242,8 @@ class StanNeighbours:
         self.member_keys = _coords(self.x)[0] * n_items + self.x.indices
         self.now = float(n_sessions)  # session order as time: the current session comes next
         self.session_time = np.arange(n_sessions, dtype=np.float64)
+        clicks = np.bincount(items, minlength=n_items).astype(np.float64)
+        self.idf = np.where(clicks > 0, np.log(max(n_sessions, 1) / np.maximum(clicks, 1)), 0.0)
 
     def scores(self, item_seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         b, width = item_seq.shape
@@ -284,8 +280,32 @@ class StanNeighbours:
         offsets = np.repeat(self.x_pos.indptr[session], counts) + (
             np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
         values = sim[pair] * np.exp(-np.abs(self.x_pos.data[offsets] - star[pair]) / self.lambda_inh)
-        out = sp.csr_matrix((values, (case[pair], self.x_pos.indices[offsets])), shape=(b, self.n_items))
+        item = self.x_pos.indices[offsets]
+        if self.lambda_idf is not None:
+            values = values * (1.0 + self.idf[item] * self.lambda_idf)
+        if self.lambda_ipw is not None:
+            # the last click of the current session that the neighbour holds, `back` from the end
+            back = _most_recent_shared(item_seq, lengths, case, session, self.n_items, self.member_keys)
+            values = values * np.exp(-(back[pair] - 1) / self.lambda_ipw)
+        out = sp.csr_matrix((values, (case[pair], item)), shape=(b, self.n_items))
         return np.asarray(out.todense())
+
+
+def _most_recent_shared(item_seq, lengths, case, session, n_items, member_keys) -> np.ndarray:
+    """For each (case, neighbour session): how far back (1 = the last click) the case's most
+    recent click of an item the session holds is."""
+    back_of = np.zeros(len(case))
+    open_ = np.ones(len(case), dtype=bool)
+    for back in range(1, item_seq.shape[1] + 1):
+        pos = lengths[case] - back
+        valid = open_ & (pos >= 0)
+        if not valid.any():
+            break
+        idx = np.flatnonzero(valid)
+        hit = _contains(member_keys, session[idx].astype(np.int64) * n_items + item_seq[case[idx], pos[idx]])
+        back_of[idx[hit]] = back
+        open_[idx[hit]] = False
+    return back_of
 
 
 def _values_at_pairs(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, n_cols: int,
@@ -343,10 +363,21 @@ class BenchVSKNN(_SessionKNN):
 class BenchSTAN(_SessionKNN):
     """STAN: :class:`StanNeighbours` with ``lambda_spw``, ``lambda_snh``, ``lambda_inh``."""
 
+    vstan = False
+
     def __init__(self, config, dataset):
         SequentialRecommender.__init__(self, config, dataset)
         seq_ids, items = sequence_events(dataset)
+        extra = {"lambda_ipw": config["lambda_ipw"], "lambda_idf": config["lambda_idf"]} if self.vstan else {}
         self.neighbours = StanNeighbours(seq_ids, items, self.n_items, k=int(config["k"]),
                                          sample_size=int(config["sample_size"]),
                                          lambda_spw=config["lambda_spw"], lambda_snh=config["lambda_snh"],
-                                         lambda_inh=config["lambda_inh"])
+                                         lambda_inh=config["lambda_inh"], **extra)
+
+
+class BenchVSTAN(BenchSTAN):
+    """V-STAN (Ludewig et al., UMUAI 2021): STAN, each neighbour also decayed by
+    ``exp(-(d - 1) / lambda_ipw)`` for its most recent shared click ``d`` back (1 = last),
+    and each item's score boosted by ``1 + idf * lambda_idf`` (session-rec's ``vstan.py``)."""
+
+    vstan = True

@@ -133,7 +133,8 @@ def test_vectorised_scores_equal_the_per_case_definition_on_real_sessions(digine
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
-def stan_reference(sessions, items_seq, n_items, k, sample_size, lambda_spw, lambda_snh, lambda_inh):
+def stan_reference(sessions, items_seq, n_items, k, sample_size, lambda_spw, lambda_snh, lambda_inh,
+                   lambda_ipw=None, lambda_idf=None):
     """STAN's definition, one case at a time (sessions oldest first; session s at time s,
     the current session at time len(sessions))."""
     out = np.zeros((len(items_seq), n_items))
@@ -149,11 +150,22 @@ def stan_reference(sessions, items_seq, n_items, k, sample_size, lambda_spw, lam
                                                     * math.sqrt(len(set(sessions[s]))))
             sim *= math.exp(-(len(sessions) - s) / (lambda_snh * 86400))
             sims.append((sim, s))
+        clicks = {}
+        for session in sessions:
+            for item in session:
+                clicks[item] = clicks.get(item, 0) + 1
         for sim, s in sorted(sims, key=lambda t: (-t[0], -t[1]))[:k]:
             last = {item: pos for pos, item in enumerate(sessions[s], 1)}
             star = max(pos for pos, item in enumerate(sessions[s], 1) if item in current)
+            ipw = 1.0
+            if lambda_ipw is not None:
+                latest = max(pos for pos, item in enumerate(seq, 1) if item in last)
+                ipw = math.exp((latest - n) / lambda_ipw)
             for item, pos in last.items():
-                out[row, item] += sim * math.exp(-abs(pos - star) / lambda_inh)
+                value = sim * math.exp(-abs(pos - star) / lambda_inh)
+                if lambda_idf is not None:
+                    value *= 1 + math.log(len(sessions) / clicks[item]) * lambda_idf
+                out[row, item] += value * ipw
     return out
 
 
@@ -176,7 +188,8 @@ def test_stan_by_hand(toy):
     assert cases[1] == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.parametrize("lambdas", [(1.25, 80, 5), (0.625, 1e-5, 1.25), (10, 5, 0.625)])
+@pytest.mark.parametrize("lambdas", [(1.25, 80, 5), (0.625, 1e-5, 1.25), (10, 5, 0.625),
+                                     (1.25, 100, 10, 10, 10), (5, 80, 5, 0.625, 1)])  # the last two: V-STAN
 def test_stan_vectorised_equals_the_per_case_definition_on_real_sessions(diginetica_slice, lambdas):
     from bench.data import load_splits, make_config
     from bench.registry import resolve_model
@@ -192,12 +205,14 @@ def test_stan_vectorised_equals_the_per_case_definition_on_real_sessions(diginet
     s_ids, s_items = seq_ids[mask][order], items[mask][order]
     sessions = [list(s_items[s_ids == s]) for s in keep_ids]
     n_items = splits.dataset.item_num
-    spw, snh, inh = lambdas
+    spw, snh, inh, *vstan = lambdas
+    extra = dict(zip(("lambda_ipw", "lambda_idf"), vstan))
     index = StanNeighbours(seq_ids[mask], items[mask], n_items, k=20, sample_size=150,
-                           lambda_spw=spw, lambda_snh=snh, lambda_inh=inh)
+                           lambda_spw=spw, lambda_snh=snh, lambda_inh=inh, **extra)
     test = splits.test.inter_feat
     seq, lengths = test["item_id_list"][:120].numpy(), test["item_length"][:120].numpy()
     got = index.scores(seq, lengths)
-    want = stan_reference(sessions, [list(s[:n]) for s, n in zip(seq, lengths)], n_items, 20, 150, spw, snh, inh)
+    want = stan_reference(sessions, [list(s[:n]) for s, n in zip(seq, lengths)], n_items, 20, 150, spw, snh, inh,
+                          **extra)
     assert np.abs(want).sum() > 0
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

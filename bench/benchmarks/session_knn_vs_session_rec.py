@@ -1,13 +1,13 @@
-"""Our V-SKNN or STAN against session-rec's own (rn5l/session-rec ``algorithms/knn/vsknn.py``,
-``stan.py``) on the same Diginetica cases with the same parameters: top-20 lists and ranks
+"""Our V-SKNN, STAN or V-STAN against session-rec's own (rn5l/session-rec
+``algorithms/knn/vsknn.py``, ``stan.py``, ``vstan.py``) on the same Diginetica cases with the same parameters: top-20 lists and ranks
 of the target.
 
-session-rec is not part of this project: pass the folder holding its ``vsknn.py`` and
-``stan.py`` (fetch the repository yourself). Its training data is our training sessions
+session-rec is not part of this project: pass the folder holding its ``vsknn.py``,
+``stan.py`` and ``vstan.py`` (fetch the repository yourself). Its training data is our training sessions
 (train + validation, as ours is fitted for the test), with the session's rank as its
 time and the current session one step after the last.
 
-    python -m bench.benchmarks.session_knn_vs_session_rec --session-rec DIR [--model vsknn|stan] [--cases 2000]
+    python -m bench.benchmarks.session_knn_vs_session_rec --session-rec DIR [--model vsknn|stan|vstan] [--cases 2000]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def load_session_rec(folder: str, module_name: str, class_name: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--session-rec", required=True, help="folder holding session-rec's vsknn.py")
-    parser.add_argument("--model", choices=("vsknn", "stan"), default="vsknn")
+    parser.add_argument("--model", choices=("vsknn", "stan", "vstan"), default="vsknn")
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--data-root", default="dataset_atomic")
     args = parser.parse_args(argv)
@@ -61,10 +61,15 @@ def main(argv: list[str] | None = None) -> int:
             k=config["k"], sample_size=config["sample_size"], weighting=config["weighting"],
             weighting_score=config["weighting_score"], idf_weighting=config["idf_weighting"],
             similarity=config["similarity"])
-    else:
+    elif args.model == "stan":
         theirs = load_session_rec(args.session_rec, "stan", "STAN")(
             k=config["k"], sample_size=config["sample_size"], lambda_spw=config["lambda_spw"],
             lambda_snh=config["lambda_snh"], lambda_inh=config["lambda_inh"])
+    else:
+        theirs = load_session_rec(args.session_rec, "vstan", "VSKNN_STAN")(
+            k=config["k"], sample_size=config["sample_size"], lambda_spw=config["lambda_spw"],
+            lambda_snh=config["lambda_snh"], lambda_inh=config["lambda_inh"], lambda_ipw=config["lambda_ipw"],
+            lambda_idf=config["lambda_idf"])
     theirs.fit(frame)
     test = splits.test.inter_feat
     seqs, lengths, targets = (test["item_id_list"].numpy(), test["item_length"].numpy(), test["item_id"].numpy())
