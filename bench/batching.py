@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.data import LOSS_MASK_FIELD, LOSS_START_FIELD
+from bench.rows import LOSS_MASK_FIELD, LOSS_START_FIELD
 from recbole.data.dataloader.general_dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
 

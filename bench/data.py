@@ -14,6 +14,7 @@ import contextlib
 import json
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,10 @@ import torch
 import bench.compat  # noqa: F401
 from bench.errors import InputError
 from bench.evaluator import CaseSet
-from bench.registry import ModelSpec
+from bench.rows import LOSS_MASK_FIELD, LOSS_START_FIELD, sequence_events  # noqa: F401  (the row helpers, a leaf)
+
+if TYPE_CHECKING:  # a type only: importing the registry here would close data -> registry -> reference -> data
+    from bench.registry import ModelSpec
 
 DEFAULT_DATA_ROOT = Path("dataset_atomic")
 
@@ -158,8 +162,6 @@ def train_and_valid(splits: Splits):
     return splits.train.copy(rows[torch.as_tensor(order, dtype=torch.long)])
 
 
-LOSS_START_FIELD = "loss_start"  # per whole-sequence row: positions before it are context only
-LOSS_MASK_FIELD = "loss_mask"  # per whole-sequence row [L] bool: the positions with a loss (iid_targets batches)
 
 
 def window_stride(stride: int | float | None, max_len: int) -> int:
@@ -217,18 +219,3 @@ def whole_sequence_rows(train, stride: int | float | None = None):
     loss_start = np.where(earliest, 0, lengths - stride)
     rows.update(Interaction({LOSS_START_FIELD: torch.as_tensor(loss_start, dtype=torch.long)}))
     return train.copy(rows)
-
-
-def sequence_events(train) -> tuple[np.ndarray, np.ndarray]:
-    """Every item event of every training sequence, as ``(sequence ids, item ids)``.
-
-    A sequence's events are its first item plus the target of each of its prefix rows;
-    the first item is ``item_id_list[0]`` of its length-1 prefix (the converter writes
-    every prefix). Counting these is exact even where ``item_id_list`` was truncated to
-    ``max_len``. Works on RecBole's plain ``Dataset`` too (no ``item_length`` there).
-    """
-    inter = train.inter_feat
-    uid, items = inter[train.uid_field].numpy(), inter[train.iid_field].numpy()
-    lists = inter[train.iid_field + train.config["LIST_SUFFIX"]]
-    first = ((lists != 0).sum(dim=1) == 1).numpy()  # lists are 0-padded at the end
-    return np.concatenate([uid[first], uid]), np.concatenate([lists[first, 0].numpy(), items])

@@ -29,8 +29,9 @@ import scipy.sparse as sp
 import torch
 
 import bench.compat  # noqa: F401
-from bench.data import read_manifest, sequence_events
+from bench.data import read_manifest
 from bench.errors import InputError
+from bench.rows import sequence_events
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.general_recommender.bpr import BPR as _RecBoleBPR
 from recbole.model.general_recommender.itemknn import ComputeSimilarity

@@ -18,7 +18,7 @@ import torch
 from torch.optim import Optimizer
 
 import bench.compat  # noqa: F401
-from bench.data import LOSS_START_FIELD
+from bench.rows import LOSS_START_FIELD
 from bench.training import HarnessTrainer
 
 

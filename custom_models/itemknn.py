@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from bench.data import sequence_events
+from bench.rows import sequence_events
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 

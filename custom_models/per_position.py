@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import LOSS_MASK_FIELD, LOSS_START_FIELD, sequence_events
+from bench.rows import LOSS_MASK_FIELD, LOSS_START_FIELD, sequence_events
 from custom_models.fast_ops import item_cross_entropy, linear
 
 

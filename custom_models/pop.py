@@ -14,7 +14,7 @@ Example: ``run_once("pop", "diginetica", 0, "runs/pop")``.
 import numpy as np
 import torch
 
-from bench.data import sequence_events
+from bench.rows import sequence_events
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
