@@ -270,6 +270,7 @@ class SuiteReport:
         if self.meta.get("description"):
             lines += [str(self.meta["description"]), ""]
         lines += self.provenance()
+        lines += self.across_datasets()
         lines += ["## How to read the tables", "",
                   f"Every model is ranked by the same evaluator on the same test cases. Values are the mean ± "
                   f"sample standard deviation over seeds (`n` = seeds); the best mean of each column is in **bold**. "
@@ -288,6 +289,75 @@ class SuiteReport:
         lines += self.environment_section()
         lines += self.config_section()
         return "\n".join(lines).rstrip() + "\n"
+
+    def across_datasets(self) -> list[str]:
+        """Which model is best over the suite's datasets (Demšar, JMLR 2006): each model's mean
+        rank on the datasets' main metric (full ranking), a Friedman test, and the Nemenyi
+        post-hoc test drawn as a critical-difference diagram (scikit-posthocs). Models that
+        did not run on every dataset are left out; with one dataset there is no summary."""
+        if len(self.datasets) < 2:
+            return []
+        import pandas as pd
+        from scipy.stats import friedmanchisquare
+
+        main = {d: MAIN_METRIC[self.protocol(d)] for d in self.datasets}
+        scores: dict[str, dict[str, float]] = defaultdict(dict)
+        for d in self.datasets:
+            for m, rs in self.by_dataset[d].items():
+                values = [r["metrics"]["test"]["full"].get(main[d]) for r in rs
+                          if "full" in r.get("metrics", {}).get("test", {})]
+                values = [v for v in values if v is not None]
+                if values:
+                    scores[m][d] = float(np.mean(values))
+        models = [m for m in model_order(scores, self.meta) if len(scores[m]) == len(self.datasets)]
+        out = ["## Across datasets", "",
+               f"Main metric per dataset (full ranking, mean over seeds): "
+               + ", ".join(f"{d}: {metric_label(main[d])}" for d in self.datasets) + ". Rank 1 = best on a "
+               "dataset, ties share the mean rank. Only models that ran on every dataset are ranked.", ""]
+        if len(models) < 3:
+            return out + [f"{len(models)} model(s) ran on every dataset; the Friedman test needs 3 or more.", ""]
+        frame = pd.DataFrame({model_label(m): [scores[m][d] for d in self.datasets] for m in models},
+                             index=self.datasets)
+        ranks = frame.rank(axis=1, ascending=False)
+        mean_rank = ranks.mean().sort_values()
+        statistic, p_value = friedmanchisquare(*(frame[c].to_numpy() for c in frame.columns))
+        from tabulate import tabulate
+
+        rows = [[name, f"{mean_rank[name]:.2f}", *(f"{frame.at[d, name]:.4f}" for d in self.datasets)]
+                for name in mean_rank.index]
+        out += [tabulate(rows, headers=["Model", "mean rank", *self.datasets], tablefmt="github",
+                         disable_numparse=True), ""]
+        self.tables.append(("across datasets: mean rank on the main metric", "", ["Model", "mean rank",
+                                                                                *self.datasets], rows))
+        out.append(f"Friedman test over {len(self.datasets)} datasets and {len(models)} models: "
+                   f"chi-square {statistic:.2f}, p = {p_value:.2g}"
+                   + (" (the models differ)." if p_value < ALPHA else " (no difference shown at alpha "
+                      f"{ALPHA}; with few datasets the test has little power)."))
+        diagram = self.plot_critical_difference(frame, mean_rank)
+        if diagram is not None:
+            out += ["", f"![Critical-difference diagram]({diagram.relative_to(self.out_dir).as_posix()})",
+                    "", "Nemenyi post-hoc test (scikit-posthocs): models joined by a bar do not differ "
+                    f"significantly at alpha {ALPHA}."]
+        return out + [""]
+
+    def plot_critical_difference(self, frame, mean_rank) -> Path | None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import scikit_posthocs
+
+        pvalues = scikit_posthocs.posthoc_nemenyi_friedman(frame.to_numpy())
+        pvalues.index = pvalues.columns = frame.columns
+        self.plot_dir.mkdir(parents=True, exist_ok=True)
+        path = self.plot_dir / "critical-difference.png"
+        fig, ax = plt.subplots(figsize=(7, 0.5 + 0.3 * len(frame.columns)))
+        scikit_posthocs.critical_difference_diagram(mean_rank, pvalues, ax=ax, alpha=ALPHA)
+        ax.set_title(f"Mean rank over {len(frame)} datasets (Nemenyi, alpha {ALPHA})", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
 
     def provenance(self) -> list[str]:
         commits = Counter()

@@ -305,3 +305,38 @@ def test_a_row_zero_by_design_says_why(built):
     assert all(mean_of(row[h]) == 0 for row in spop if model_of(row) == "spop"
                for h in ("Recall@10", "MRR@20", "NDCG@20"))
     assert "S-POP is 0 on every metric. This is by design" in section
+
+
+def test_a_suite_over_several_datasets_opens_with_mean_ranks_friedman_and_a_cd_diagram(
+        diginetica_slice, ml100k, tmp_path):
+    import pandas as pd
+    from scipy.stats import friedmanchisquare
+
+    store = ResultStore(tmp_path / "results")
+    datasets = [diginetica_slice, ml100k]
+    for root, name in datasets:
+        for model in ("pop", "spop", "itemknn"):
+            run_into(store, "multi", root, name, model, {}, 0, tmp_path / "work")
+    text = write_report("multi", store, tmp_path / "reports").read_text()
+    section = text.split("## Across datasets", 1)[1].split("\n## ", 1)[0]
+    rows = {r["Model"]: r for r in tables("### x\n" + section[section.index("|"):])["x"]}
+    assert set(rows) == {"POP", "S-POP", "Item-KNN"}
+    # recompute the ranks from the stored records by hand
+    main = {diginetica_slice[1]: "mrr@20", ml100k[1]: "ndcg@10"}
+    value = {(r["dataset"], r["model"]): r["metrics"]["test"]["full"][main[r["dataset"]]]
+             for r in store.records("multi")}
+    frame = pd.DataFrame({m: [value[(d, m)] for d in main] for m in ("pop", "spop", "itemknn")}, index=list(main))
+    want = frame.rank(axis=1, ascending=False).mean()
+    for model, label in (("pop", "POP"), ("spop", "S-POP"), ("itemknn", "Item-KNN")):
+        assert float(rows[label]["mean rank"]) == pytest.approx(want[model], abs=0.005)
+    statistic, p = friedmanchisquare(*(frame[c] for c in frame.columns))
+    assert f"chi-square {statistic:.2f}, p = {p:.2g}" in section
+    assert (tmp_path / "reports" / "multi" / "critical-difference.png").stat().st_size > 1000
+
+
+def test_fewer_than_three_shared_models_say_so_and_one_dataset_has_no_summary(built, diginetica_slice, tmp_path):
+    assert "2 model(s) ran on every dataset; the Friedman test needs 3 or more." in built[2]  # pop, spop
+    store = ResultStore(tmp_path / "results")
+    root, name = diginetica_slice
+    run_into(store, "single", root, name, "pop", {}, 0, tmp_path / "work")
+    assert "## Across datasets" not in write_report("single", store, tmp_path / "reports").read_text()
