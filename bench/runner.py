@@ -17,6 +17,7 @@ A model class may declare:
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,8 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     if trainable:
         trainer_cls = getattr(spec.cls, "trainer_class", HarnessTrainer)
         trainer = trainer_cls(config, net)
-        trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch)
+        trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch,
+                    show_progress=live_progress())
         result.train_seconds = time.perf_counter() - start
         result.curve = trainer.curve
         best = max(trainer.curve, key=lambda c: c.get("valid", {}).get(trainer.valid_metric, -np.inf), default=None)
@@ -164,6 +166,12 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
                     **{f"test_{p}": r for p, r in test_ranks.items()}}
     result.peak_memory_mb = _peak_memory_mb()
     return result
+
+
+def live_progress() -> bool:
+    """A tqdm bar with an ETA within each epoch, on a terminal only: Ray workers' and CI's
+    stderr is a file or a pipe, so they stay quiet."""
+    return sys.stderr.isatty()
 
 
 def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunResult, workdir: Path):
