@@ -18,6 +18,7 @@ COMMANDS = {
     "run": ("bench.suite", "Run a benchmark suite (default: every model on MovieLens-100k) and write its report."),
     "report": ("bench.report", "Rebuild every report from stored results, without training."),
     "tune": ("hyper.tune", "Tune a model's hyperparameters with Optuna, trials run in parallel on Ray."),
+    "clean": ("bench.ray_cleanup", "End the processes an earlier local Ray left behind (a killed driver's agents)."),
 }
 
 

@@ -166,6 +166,9 @@ def ray_session(cpus: int, address: str | None = None):
             raise InputError(f"cannot connect to the Ray cluster at {address}: "
                              f"{text[-1] if text else type(err).__name__}{_auth_hint(address)}") from None
     else:
+        from bench.ray_cleanup import end_orphans
+
+        end_orphans()  # what a killed driver's local Ray left behind (found by session folder)
         # "local" starts a new instance even if a `ray start` cluster runs on this machine.
         ray.init(address="local", num_cpus=cpus, include_dashboard=False,
                  object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False, logging_level=logging.ERROR)

@@ -357,3 +357,50 @@ overrides:
     assert killed, "no worker was found to kill"
     assert list(outcome.ran.values()) == ["finished"]
     assert records(tmp_path / "results", "retry")["bprmf/0"]["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_bench_clean_ends_what_a_sigkilled_drivers_local_ray_left_and_nothing_else(tmp_path):
+    """The agents of a SIGKILLed driver's Ray are found by their session folder and ended;
+    a live Ray session beside it is left alone."""
+    import psutil
+
+    from bench.ray_cleanup import end_orphans, find_orphans
+
+    script = tmp_path / "driver.py"
+    script.write_text("import ray, time\n"
+                      "ray.init(address='local', num_cpus=1, include_dashboard=False, logging_level='ERROR')\n"
+                      "print('up', flush=True)\ntime.sleep(120)\n")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    live = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    killed = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert live.stdout.readline().strip() == "up" and killed.stdout.readline().strip() == "up"
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        deadline = time.time() + 30
+        orphans = []
+        while time.time() < deadline and not orphans:
+            orphans = [o for o in find_orphans() if o.session.endswith(f"_{killed.pid}")]
+            time.sleep(0.5)
+        assert orphans, "the killed driver's Ray left nothing behind to find"
+        ended = end_orphans()
+        assert {o.pid for o in orphans} <= {o.pid for o in ended}
+        time.sleep(1)
+        survivors = []
+        for o in orphans:
+            try:
+                status = psutil.Process(o.pid).status()
+            except psutil.NoSuchProcess:
+                continue
+            if status != psutil.STATUS_ZOMBIE:
+                survivors.append((o, status))
+        assert not survivors
+        assert not [o for o in ended if o.session.endswith(f"_{live.pid}")]  # the live session kept
+        assert live.poll() is None
+    finally:
+        live.kill()
+        killed.kill()
+        live.wait()
+        time.sleep(1)
+        end_orphans()  # the live driver, killed in turn, leaves its agents too
