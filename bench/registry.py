@@ -26,6 +26,7 @@ class ModelSpec:
     config_files: tuple[str, ...]  # our defaults YAML (RecBole loads its own by class name)
     ours: bool
     settings: dict = field(default_factory=dict)  # a variant's settings, above config_files
+    trainer: type | None = None  # the model's own trainer (custom_models.TRAINERS); None: HarnessTrainer
 
     @property
     def class_name(self) -> str:
@@ -39,7 +40,7 @@ def known_models() -> list[str]:
 
 
 def resolve_model(name: str) -> ModelSpec:
-    from custom_models import MODELS, VARIANTS
+    from custom_models import MODELS, TRAINERS, VARIANTS
 
     if name in VARIANTS:
         base, settings = VARIANTS[name]
@@ -47,11 +48,15 @@ def resolve_model(name: str) -> ModelSpec:
     if name in MODELS:
         module_name, class_name = MODELS[name].split(":")
         cls = getattr(importlib.import_module(module_name), class_name)
+        trainer = None
+        if name in TRAINERS:
+            trainer_module, trainer_name = TRAINERS[name].split(":")
+            trainer = getattr(importlib.import_module(trainer_module), trainer_name)
         module_file = Path(inspect.getfile(cls))
         # the model's own YAML: named after it (several models may share a module), else the module
         defaults = module_file.with_name(f"{name}.yaml")
         defaults = defaults if defaults.exists() else module_file.with_suffix(".yaml")
-        return ModelSpec(name, cls, (str(defaults),) if defaults.exists() else (), True)
+        return ModelSpec(name, cls, (str(defaults),) if defaults.exists() else (), True, trainer=trainer)
     if name.startswith(RECBOLE_PREFIX):
         from bench.reference import reference_class, reference_config_files
 

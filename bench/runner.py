@@ -12,7 +12,8 @@ A model class may declare:
   ``train_batch_size`` targets or sequences (``batch_unit``, :mod:`bench.batching`);
   a sequence longer than the window is cut into windows ``train_stride`` apart
   (:func:`bench.data.whole_sequence_rows`);
-* ``trainer_class``: a :class:`bench.training.HarnessTrainer` subclass.
+and the registry may give it a trainer of its own (``custom_models.TRAINERS``): a
+:class:`bench.training.HarnessTrainer` subclass.
 """
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     trainable = getattr(spec.cls, "trainable", True)
     start = time.perf_counter()
     if trainable:
-        trainer_cls = getattr(spec.cls, "trainer_class", HarnessTrainer)
+        trainer_cls = spec.trainer or HarnessTrainer
         trainer = trainer_cls(config, net)
         trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch,
                     show_progress=live_progress())
@@ -200,7 +201,7 @@ def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunRes
     epochs = int(result.best_epoch) + 1  # RecBole counts epochs from 0
     config["epochs"] = epochs
     refitted = build_model(spec, config, splits, all_training)
-    trainer = getattr(spec.cls, "trainer_class", HarnessTrainer)(config, refitted)
+    trainer = (spec.trainer or HarnessTrainer)(config, refitted)
     trainer.saved_model_file = str(Path(config["checkpoint_dir"]) / "refit.pth")
     start = time.perf_counter()
     trainer.fit(train_loader(spec, config, splits, all_training), None, saved=True)

@@ -21,6 +21,10 @@ MODELS = {
     "vstan": "custom_models.session_knn:BenchVSTAN",
 }
 
+# Models that train with a trainer of their own (else bench.training.HarnessTrainer): the
+# registry hands it to the runner, so a model file never imports its trainer.
+TRAINERS = {"gru4rec": "custom_models.gru4rec_trainer:GRU4RecTrainer"}
+
 # Variants: another name for one of MODELS with settings above its YAML (below a suite's
 # overrides), so that two settings of one model are two rows of a table.
 VARIANTS = {

@@ -82,9 +82,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench.compat  # noqa: F401
+from bench.rows import sequence_events
 from custom_models import native
 from custom_models.fast_ops import dropout, gru_cell, linear, lookup
-from custom_models.gru4rec_trainer import GRU4RecTrainer
 from custom_models.per_position import loss_start_of, position_targets
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
@@ -202,7 +202,6 @@ class OneHotGRUCell(nn.Module):
 
 class BenchGRU4Rec(SequentialRecommender):
     train_on = "sequences"
-    trainer_class = GRU4RecTrainer
     input_type = InputType.POINTWISE  # RecBole samples no negatives; GRU4Rec samples its own
 
     def __init__(self, config, dataset):
@@ -244,8 +243,10 @@ class BenchGRU4Rec(SequentialRecommender):
             nn.init.zeros_(cell.bias_ih)
             nn.init.zeros_(cell.bias_hh)
             self.cells.append(cell)
-        # Items the trainer saw in training sessions; the rest score -inf. All until told.
-        known = torch.ones(n, dtype=torch.bool)
+        # Items of the training sessions; the rest score -inf (the official code scores only those).
+        _, items = sequence_events(dataset)
+        known = torch.zeros(n, dtype=torch.bool)
+        known[torch.as_tensor(items, dtype=torch.long)] = True
         known[0] = False
         self.register_buffer("known_items", known)
 

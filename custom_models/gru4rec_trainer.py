@@ -266,7 +266,6 @@ class GRU4RecTrainer(HarnessTrainer):
         if self._prepared_for is items:
             return
         counts = torch.as_tensor(np.bincount(items, minlength=self.model.n_items)[: self.model.n_items])
-        self.model.known_items.copy_(counts > 0)
         self.sampler = (PopularitySampler(counts, self.sample_alpha, self.n_sample, self.cache_size, self.generator)
                         if self.n_sample > 0 else None)
         # logQ: a mini-batch target is drawn ∝ count, an extra sample ∝ count^alpha (official code)

@@ -32,7 +32,7 @@ def build(data, tmp_path, overrides=None):
     splits = load_splits(config, root)
     torch.manual_seed(0)
     model = spec.cls(config, splits.train)
-    return config, splits, model, spec.cls.trainer_class(config, model)
+    return config, splits, model, spec.trainer(config, model)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -168,16 +168,20 @@ def test_a_new_session_starts_from_a_zero_state(slice_setup):
 
 
 def test_items_outside_the_training_sessions_score_minus_inf(slice_setup):
-    _, splits, model, trainer = slice_setup
-    known = model.known_items.clone()
-    try:
-        trainer.train_sessions(*flat(SESSIONS))
-        with torch.no_grad():
-            scores = model.full_sort_predict(splits.test.inter_feat[:5])
-    finally:
-        model.known_items.copy_(known)
-    assert torch.isfinite(scores[:, 1:16]).all()
-    assert torch.isneginf(scores[:, 16:]).all() and torch.isneginf(scores[:, 0]).all()
+    """The model knows the items of the sessions it is built on (the trainer writes nothing
+    into it); the others score -inf, as in the official code."""
+    from bench.rows import sequence_events
+
+    _, splits, model, _ = slice_setup
+    _, items = sequence_events(splits.train)
+    known = torch.zeros(model.n_items, dtype=torch.bool)
+    known[torch.as_tensor(items)] = True
+    known[0] = False
+    assert torch.equal(model.known_items, known) and 0 < int(known.sum()) < model.n_items - 1
+    with torch.no_grad():
+        scores = model.full_sort_predict(splits.test.inter_feat[:5])
+    assert torch.isfinite(scores[:, known]).all()
+    assert torch.isneginf(scores[:, ~known]).all()
 
 
 def test_sessions_are_rebuilt_from_whole_sequence_rows(tmp_path):
@@ -353,6 +357,7 @@ def test_per_position_loss_equals_the_loss_over_prefix_rows(slice_setup, embeddi
     model.eval()
     with torch.no_grad():  # sharper scores: an untrained model's loss is ~log(n_items) at every position
         model.out_weight.mul_(20)
+        model.known_items[1:] = True  # the training loss is over every item: score every item too
     whole = whole_sequence_rows(splits.train).inter_feat
     short = torch.nonzero(whole["item_length"] < 10).view(-1)[:40]  # no truncated windows
     whole = whole[short]

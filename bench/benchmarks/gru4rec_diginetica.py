@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import bench  # noqa: F401
-from bench.data import load_splits, make_config, whole_sequence_rows
+from bench.data import load_splits, make_config, train_and_valid, whole_sequence_rows
 from bench.evaluator import metrics_for, rank_cases
 from bench.registry import resolve_model
 from custom_models.gru4rec_trainer import SESSION_ORDERS, sessions_from_rows
@@ -66,12 +66,12 @@ def run_official(name: str, data_root: str, seed: int, workdir: Path, overrides:
     init_seed(config["seed"], config["reproducibility"])
     splits = load_splits(config, data_root)
     init_seed(config["seed"], config["reproducibility"])
-    model = spec.cls(config, splits.train)
+    model = spec.cls(config, train_and_valid(splits))  # it knows (scores) the items of every training session
     sessions = splits.train.copy(cat_interactions([whole_sequence_rows(splits.train).inter_feat,
                                                     whole_sequence_rows(splits.valid).inter_feat]))
     sampler, _, _ = create_samplers(config, splits.dataset, [sessions, splits.valid, splits.test])
     loader = get_dataloader(config, "train")(config, sessions, sampler, shuffle=False)
-    trainer = spec.cls.trainer_class(config, model)
+    trainer = spec.trainer(config, model)
     cpu = timed_epochs(trainer)
     trainer.fit(loader, None, saved=False, show_progress=True)
     start = time.perf_counter()
