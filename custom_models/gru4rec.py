@@ -70,11 +70,10 @@ Speed (CPU): matrix products, item-row lookups, dropout and the GRU cell come fr
 :mod:`custom_models.fast_ops` (oneDNN products, row-sparse gradients): the same
 arithmetic as PyTorch's modules, about 1.6x faster per mini-batch here. BPR-max and its
 gradient come from the C kernel ``kernels/bpr_max.c`` (float32 on CPU, where a compiler
-is present; :class:`NativeBPRMax`).
+is present; :mod:`custom_models.cpu.gru4rec`).
 """
 from __future__ import annotations
 
-import ctypes
 import math
 
 import torch
@@ -83,7 +82,7 @@ from torch import nn
 
 import bench.compat  # noqa: F401
 from bench.rows import sequence_events
-from custom_models import native
+from custom_models.cpu import gru4rec as cpu_path
 from custom_models.fast_ops import dropout, gru_cell, linear, lookup
 from custom_models.per_position import loss_start_of, position_targets
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -136,40 +135,15 @@ def top1_max_loss(R: torch.Tensor) -> torch.Tensor:
 
 
 def bpr_max_loss(R: torch.Tensor, bpreg: float) -> torch.Tensor:
-    """By the C kernel ``kernels/bpr_max.c`` where it applies (float32 on CPU, a C
-    compiler present: one pass over ``R`` where PyTorch's ops make ~40), else by PyTorch."""
-    if native.applies_to(R) and native.kernel("bpr_max") is not None:
-        return NativeBPRMax.apply(R.contiguous(), bpreg)
+    """BPR-max with score regularisation. On CPU :mod:`custom_models.cpu.gru4rec` swaps in a
+    C kernel (one pass over ``R`` where PyTorch's ops make ~40; same values and gradient)."""
+    fast = cpu_path.bpr_max_loss(R, bpreg)
+    if fast is not None:
+        return fast
     s = _negatives_softmax(R)
     pos = R.diagonal().view(-1, 1)
     # + 1e-24 as in the official code: keeps the log finite when every sigmoid underflows
     return -torch.log((s * torch.sigmoid(pos - R)).sum(1) + 1e-24) + bpreg * (s * R * R).sum(1)
-
-
-class NativeBPRMax(torch.autograd.Function):
-    """:func:`bpr_max_loss` and its gradient by ``kernels/bpr_max.c``: per row, [rows]."""
-
-    @staticmethod
-    def forward(ctx, R, bpreg):
-        rows, cols = R.shape
-        loss, stats = R.new_empty(rows), R.new_empty(rows, 4)
-        native.kernel("bpr_max").bpr_max_forward(
-            native.pointer(R), ctypes.c_int64(rows), ctypes.c_int64(cols), ctypes.c_float(bpreg),
-            native.threads(), native.pointer(loss), native.pointer(stats))
-        ctx.save_for_backward(R, stats)
-        ctx.bpreg = bpreg
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad):
-        R, stats = ctx.saved_tensors
-        rows, cols = R.shape
-        grad_R = torch.empty_like(R)
-        native.kernel("bpr_max").bpr_max_backward(
-            native.pointer(R), native.pointer(stats), native.pointer(grad.contiguous()), ctypes.c_int64(rows),
-            ctypes.c_int64(cols), ctypes.c_float(ctx.bpreg), native.threads(),
-            native.pointer(grad_R))
-        return grad_R, None
 
 
 def cross_entropy_loss(R: torch.Tensor) -> torch.Tensor:
