@@ -117,8 +117,9 @@ class SessionNeighbours:
         b, width = item_seq.shape
         position = np.arange(1, width + 1)
         real = position[None, :] <= lengths[:, None]
-        weight = position_weight(self.weighting, position[None, :], lengths[:, None]) * real
         rows, cols = np.nonzero(real)
+        weight = np.zeros(real.shape)
+        weight[rows, cols] = position_weight(self.weighting, cols + 1, lengths[rows])  # real clicks only
         # an item clicked twice keeps the weight of its last click (session-rec's pos_map)
         query = _last_per_cell(rows, item_seq[rows, cols], weight[rows, cols], b, self.n_items)
         binary = query.copy()
