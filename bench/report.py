@@ -178,6 +178,17 @@ ZERO_BY_DESIGN = {
 }
 
 
+#: What stands for time in each source format (session kNN's recency, the converters' order).
+TIME_ORDER = {
+    "srgnn": "session order (the SR-GNN pickles have no timestamps)",
+    "pairs": "file order (the format has no timestamps)",
+    "user-lines": "file order (the format has no timestamps)",
+    "diginetica-raw": "event dates and timeframes",
+    "yoochoose-raw": "timestamps",
+    "movielens": "timestamps",
+}
+
+
 def model_label(model: str) -> str:
     """The row name: the paper's name (``SASRec (CE)``); RecBole's rows ``NARM (RecBole)``.
     The registry id (``sasrec-ce``, ``recbole:NARM``) is in the report's config section."""
@@ -609,11 +620,13 @@ class SuiteReport:
             records = [r for rs in self.by_dataset[dataset].values() for r in rs]
             digests = Counter(r.get("dataset_manifest_sha256") or "unknown" for r in records)
             cases = sorted({r.get("num_test_cases") for r in records if r.get("num_test_cases") is not None})
+            fmt = ((_dataset_meta(self.meta).get(dataset) or {}).get("convert") or {}).get("format")
             for digest, n in sorted(digests.items()):
-                rows.append([dataset, self.protocol(dataset), published_key(dataset, self.meta) or "–",
-                             f"`{digest}`", ", ".join(map(str, cases)), n])
-        out = ["## Datasets", "", tabulate(rows, headers=["Dataset", "Protocol", "Published key",
-                                                          "manifest.json sha256", "test cases", "runs"],
+                rows.append([dataset, self.protocol(dataset), TIME_ORDER.get(fmt, "as converted"),
+                             published_key(dataset, self.meta) or "–", f"`{digest}`", ", ".join(map(str, cases)), n])
+        out = ["## Datasets", "", tabulate(rows, headers=["Dataset", "Protocol", "Time (recency for kNN, splits)",
+                                                          "Published key", "manifest.json sha256", "test cases",
+                                                          "runs"],
                                            tablefmt="github", disable_numparse=True), ""]
         if any(sum(1 for row in rows if row[0] == d) > 1 for d in self.datasets):
             out += ["**Warning:** runs of one dataset used different converted data (several manifests).", ""]

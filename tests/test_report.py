@@ -340,3 +340,19 @@ def test_fewer_than_three_shared_models_say_so_and_one_dataset_has_no_summary(bu
     root, name = diginetica_slice
     run_into(store, "single", root, name, "pop", {}, 0, tmp_path / "work")
     assert "## Across datasets" not in write_report("single", store, tmp_path / "reports").read_text()
+
+
+def test_the_datasets_section_says_what_stands_for_time(built):
+    _, _, text, name, ml_name = built
+    section = text.split("## Datasets", 1)[1].split("\n## ", 1)[0]
+    assert "Time (recency for kNN, splits)" in section
+    # the fixture's meta names no converter format: the report does not guess
+    assert "as converted" in section
+
+
+def test_time_order_names_every_format():
+    from bench.convert import FORMATS
+    from bench.report import TIME_ORDER
+
+    assert set(TIME_ORDER) == set(FORMATS)
+    assert "session order" in TIME_ORDER["srgnn"]
