@@ -130,11 +130,13 @@ def file_sha256(path: str | Path) -> str:
 
 
 def dataset_manifest(dataset: str, data_root: str | Path) -> tuple[dict, str]:
-    """A converted dataset's manifest and the sha256 of its ``manifest.json``."""
-    from bench.data import dataset_dir, read_manifest
+    """A converted dataset's manifest and its identity: the sha256 of its ``manifest.json``
+    without the reader's notes (:func:`bench.convert.manifest.identity`)."""
+    from bench.convert.manifest import identity
+    from bench.data import read_manifest
 
     manifest = read_manifest(dataset, data_root)
-    return manifest, file_sha256(dataset_dir(dataset, data_root) / "manifest.json")
+    return manifest, identity(manifest)
 
 
 def _git(*args: str) -> str | None:

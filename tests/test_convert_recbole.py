@@ -74,3 +74,22 @@ def test_yaml_names_the_recbole_settings(tmp_path):
     assert config["benchmark_filename"] == ["train", "valid", "test"]
     assert config["alias_of_item_id"] == ["item_id_list"]
     assert config["user_inter_num_interval"] == config["item_inter_num_interval"] == "[0,inf)"
+
+
+def test_the_srgnn_manifest_says_session_order_stands_in_for_time_without_changing_its_identity(
+        diginetica_slice):
+    import json
+
+    from bench.convert.manifest import identity
+    from bench.store import dataset_manifest, file_sha256
+
+    root, name = diginetica_slice
+    manifest = json.loads((root / name / "manifest.json").read_text())
+    assert any("session order stands in for time" in note for note in manifest["notes"])
+    _, digest = dataset_manifest(name, root)
+    without = {k: v for k, v in manifest.items() if k != "notes"}
+    assert digest == identity(without) == identity(manifest)
+    # a manifest without notes: the identity is the file's own sha256, as stored runs recorded it
+    plain = root / "plain-manifest.json"
+    plain.write_text(json.dumps(without, indent=2, sort_keys=True) + "\n")
+    assert identity(without) == file_sha256(plain)

@@ -137,7 +137,7 @@ def convert(fmt: str, src: str | Path, name: str, out_root: str | Path = DEFAULT
                                 negatives.sample(loaded.data.sequences, rows, seed=seed))
             recbole_yaml.write(folder / f"{name}.yaml", converter.protocol, max_len)
             manifest.write(folder, name=name, fmt=fmt, protocol=converter.protocol, max_len=max_len,
-                           counts=counts, settings=settings, sources=loaded.sources)
+                           counts=counts, settings=settings, sources=loaded.sources, notes=loaded.notes)
     except OSError as err:
         raise InputError(f"cannot write the dataset: {err.strerror or err}", err.filename or out_root / name) from None
     return out_root / name

@@ -18,8 +18,12 @@ def source_entry(path: Path) -> dict:
 
 
 def write(folder: Path, *, name: str, fmt: str, protocol: str, max_len: int, counts: dict,
-          settings: dict, sources: list[Path]) -> dict:
-    """Write the manifest of the dataset files already in ``folder``; return it."""
+          settings: dict, sources: list[Path], notes: list[str] | None = None) -> dict:
+    """Write the manifest of the dataset files already in ``folder``; return it.
+
+    ``notes`` are sentences for the reader (what stands for time, ...). They are not part
+    of the dataset's identity (:func:`identity`): adding one does not make stored runs stale.
+    """
     manifest = {
         "name": name,
         "format": fmt,
@@ -30,10 +34,23 @@ def write(folder: Path, *, name: str, fmt: str, protocol: str, max_len: int, cou
         "sources": [source_entry(path) for path in sources],
         "files": {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.name != FILE_NAME},
     }
+    if notes:
+        manifest["notes"] = list(notes)
     with open(folder / FILE_NAME, "w", encoding="utf-8", newline="\n") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(_text(manifest))
     return manifest
+
+
+def _text(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def identity(manifest: dict) -> str:
+    """The dataset's identity as stored runs record it: the sha256 of its manifest without
+    ``notes`` (for a manifest without notes, the sha256 of ``manifest.json`` itself)."""
+    import hashlib
+
+    return hashlib.sha256(_text({k: v for k, v in manifest.items() if k != "notes"}).encode()).hexdigest()
 
 
 def read(folder: Path) -> dict:

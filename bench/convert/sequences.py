@@ -112,3 +112,4 @@ class Loaded:
     sources: list[Path]
     default_max_len: int = 50
     details: dict = field(default_factory=dict)  # reader-specific facts for the manifest's settings
+    notes: list[str] = field(default_factory=list)  # sentences for the manifest's reader (not its identity)

@@ -68,4 +68,6 @@ def read(src: Path) -> Loaded:
         test=Sequences.from_lists(sessions),
         test_cases=(prefixes, labels, session_of_row),
     )
-    return Loaded(data, [train_path, test_path])
+    return Loaded(data, [train_path, test_path], notes=[
+        "The SR-GNN pickles have no timestamps: session order stands in for time (the validation split, "
+        "and the recency of session kNN's neighbours)."])
