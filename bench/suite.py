@@ -368,6 +368,20 @@ def _setting(text: str) -> tuple[str, object]:
         raise InputError(f"--set {text!r}: the value is not valid YAML") from None
 
 
+def ensure_converted(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> None:
+    """Convert ``name`` into ``data_root`` from its shipped suite entry, unless it is converted."""
+    if (Path(data_root) / name / "manifest.json").is_file():
+        return
+    from bench.convert import convert
+
+    entry = shipped_dataset_entry(name)
+    if entry is None:
+        raise InputError(f"dataset {name!r} is not converted and no shipped suite knows how to make it; "
+                         f"{convert_command(name, data_root)}")
+    c = entry["convert"]
+    convert(c["format"], _source_path(str(c["src"])), name, data_root, **(c.get("options") or {}))
+
+
 def convert_command(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> str:
     """The `bench convert` command that makes ``name``: from a shipped suite if one knows it."""
     out = "" if str(data_root) == DEFAULT_DATA_ROOT else f" --out {shlex.quote(str(data_root))}"

@@ -180,13 +180,10 @@ def _last_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
 
 def _values_at(m: sp.csr_matrix, pattern: sp.csr_matrix) -> np.ndarray:
     """``m``'s values at ``pattern``'s stored positions (0 where ``m`` stores nothing)."""
-    rows, cols = _coords(pattern)
-    wanted = rows * m.shape[1] + cols
     m_rows, m_cols = _coords(m)
-    have = m_rows * m.shape[1] + m_cols  # sorted: rows ascending, indices sorted within rows
-    pos = np.minimum(np.searchsorted(have, wanted), max(len(have) - 1, 0))
-    found = have[pos] == wanted if len(have) else np.zeros(len(wanted), dtype=bool)
-    return np.where(found, m.data[pos] if len(have) else 0.0, 0.0)
+    rows, cols = _coords(pattern)
+    # m's keys are sorted: rows ascending, indices sorted within rows
+    return _values_at_pairs(m, rows, cols, m.shape[1], m_rows * m.shape[1] + m_cols)
 
 
 def _top_k(case, session, sim, k):
@@ -199,9 +196,16 @@ def _top_k(case, session, sim, k):
     return case[keep], session[keep], sim[keep]
 
 
+def _positions(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each key: whether ``sorted_keys`` holds it, and where."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool), np.zeros(len(keys), dtype=np.int64)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys, pos
+
+
 def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
-    return sorted_keys[pos] == keys if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
+    return _positions(sorted_keys, keys)[0]
 
 
 class StanNeighbours:
@@ -267,7 +271,7 @@ class StanNeighbours:
         case, session, sim = _top_k(case, session, sim, self.k)
         # p_s*: the last position in s of any item of the current session
         star = np.zeros(len(case))
-        q_rows, q_items = _coords(binary)
+        q_items = binary.indices
         q_start = binary.indptr
         for slot in range(int(np.diff(q_start).max(initial=0))):
             has = q_start[case] + slot < q_start[case + 1]
@@ -312,9 +316,7 @@ def _most_recent_shared(item_seq, lengths, case, session, n_items, member_keys) 
 def _values_at_pairs(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, n_cols: int,
                      sorted_keys: np.ndarray) -> np.ndarray:
     """``m[rows, cols]`` (0 where not stored), ``sorted_keys`` being m's ``row * n_cols + col``."""
-    keys = rows.astype(np.int64) * n_cols + cols
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
-    found = sorted_keys[pos] == keys if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
+    found, pos = _positions(sorted_keys, rows.astype(np.int64) * n_cols + cols)
     return np.where(found, m.data[pos] if len(sorted_keys) else 0.0, 0.0)
 
 
@@ -325,8 +327,11 @@ class _SessionKNN(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        seq_ids, items = sequence_events(dataset)
-        self.neighbours = SessionNeighbours(
+        self.neighbours = self.index(config, *sequence_events(dataset))
+
+    def index(self, config, seq_ids: np.ndarray, items: np.ndarray):
+        """The neighbourhood index of the training sessions ``(seq_ids[e], items[e])``."""
+        return SessionNeighbours(
             seq_ids, items, self.n_items, k=int(config["k"]), sample_size=int(config["sample_size"]),
             similarity=self.similarity or config["similarity"], weighting=self.weighting or config["weighting"],
             weighting_score=self.weighting_score or config["weighting_score"],
@@ -366,14 +371,11 @@ class BenchSTAN(_SessionKNN):
 
     vstan = False
 
-    def __init__(self, config, dataset):
-        SequentialRecommender.__init__(self, config, dataset)
-        seq_ids, items = sequence_events(dataset)
+    def index(self, config, seq_ids: np.ndarray, items: np.ndarray):
         extra = {"lambda_ipw": config["lambda_ipw"], "lambda_idf": config["lambda_idf"]} if self.vstan else {}
-        self.neighbours = StanNeighbours(seq_ids, items, self.n_items, k=int(config["k"]),
-                                         sample_size=int(config["sample_size"]),
-                                         lambda_spw=config["lambda_spw"], lambda_snh=config["lambda_snh"],
-                                         lambda_inh=config["lambda_inh"], **extra)
+        return StanNeighbours(seq_ids, items, self.n_items, k=int(config["k"]), sample_size=int(config["sample_size"]),
+                              lambda_spw=config["lambda_spw"], lambda_snh=config["lambda_snh"],
+                              lambda_inh=config["lambda_inh"], **extra)
 
 
 class BenchVSTAN(BenchSTAN):

@@ -35,23 +35,12 @@ from pathlib import Path
 import torch
 
 import bench  # noqa: F401  (compat shims before recbole)
-from bench.data import DEFAULT_DATA_ROOT, dataset_dir
+from bench.data import DEFAULT_DATA_ROOT
 from bench.runner import run_once
+from bench.suite import ensure_converted
 
 NARM_SIZES = {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512}
 SASREC_SIZES = {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "train_batch_size": 128, "loss_type": "CE"}
-
-
-def _ensure_converted(name: str, data_root: Path) -> None:
-    from bench.convert import convert
-    from bench.suite import find_suite, load_suite
-
-    if (dataset_dir(name, data_root) / "manifest.json").is_file():
-        return
-    suite = load_suite(find_suite(name), data_root)
-    entry = next(d for d in suite.datasets if d.name == name)
-    opts = dict(entry.convert.get("options") or {})
-    convert(entry.convert["format"], entry.convert["src"], name, data_root, **opts)
 
 
 def one_side(model: str, dataset: str, settings: dict, epochs: int, seed: int, data_root: Path) -> dict:
@@ -124,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             ours = [(m, {**s, "valid_metric": "NDCG@10"}) for m, s in ours]
         else:
             parser.error(f"unknown pair {pair!r}")
-        _ensure_converted(dataset, data_root)
+        ensure_converted(dataset, data_root)
         sides = {"recbole": one_side(theirs[0], dataset, theirs[1], args.epochs, args.seed, data_root)}
         print(json.dumps({pair: {"recbole": sides["recbole"]}}), flush=True)
         for model, settings in ours:

@@ -22,8 +22,9 @@ import time
 import torch
 
 import bench  # noqa: F401
-from bench.data import DEFAULT_DATA_ROOT, dataset_dir
+from bench.data import DEFAULT_DATA_ROOT
 from bench.runner import run_once
+from bench.suite import ensure_converted
 
 SESSION_REC = {"vsknn": {"recall@20": .5168, "mrr@20": .1832, "seconds": 95}}
 
@@ -35,12 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if not (dataset_dir("diginetica", args.data_root) / "manifest.json").is_file():
-        from bench.convert import convert
-        from bench.suite import shipped_dataset_entry
-
-        entry = shipped_dataset_entry("diginetica")["convert"]
-        convert(entry["format"], entry["src"], "diginetica", args.data_root)
+    ensure_converted("diginetica", args.data_root)
     out = {}
     for model in args.models.split(","):
         with tempfile.TemporaryDirectory() as work:
