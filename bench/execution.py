@@ -37,11 +37,14 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 import bench  # noqa: F401  (compat shims: workers import this module before RecBole)
 from bench.errors import InputError
 from bench.store import RunKey, ResultStore, now
+
+if TYPE_CHECKING:
+    from bench.runner import ValidationStage
 
 OBJECT_STORE_BYTES = 200 * 1024**2  # results are a few MB of ranks; Ray's default takes 30% of RAM
 
@@ -60,6 +63,7 @@ class PlannedRun:
     data_root: str  # absolute
     trainable: bool = True
     state: str = "missing"  # missing | failed | changed | finished (what the store holds)
+    validation: "ValidationStage | None" = None  # a stored early-stopped fit that refit: true reuses
 
     @property
     def label(self) -> str:
@@ -115,6 +119,7 @@ def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
     try:
         result = run_once(run.key.model, run.key.dataset, run.key.seed, workdir,
                           {**run.settings, **_device_settings()}, data_root=run.data_root,
+                          validated=run.validation,
                           on_epoch=lambda epoch, score: _tell(progress, ("epoch", run.label, epoch, score)))
         record, ranks = record_from_result(run.key, result, run.manifest, run.manifest_sha256,
                                            started_at=started_at)

@@ -54,11 +54,30 @@ class RunResult:
     fit_protocol: str = "train"  # a key of bench.protocol.FIT_PROTOCOLS
     refit_seconds: float = 0.0
     refit_curve: list = field(default_factory=list)
+    validation_from: dict | None = None  # ValidationStage.source when the early-stopped fit was reused
 
     @property
     def seconds_per_epoch(self) -> float | None:
         epochs = [c["train_seconds"] for c in self.curve]
         return float(np.mean(epochs)) if epochs else None
+
+
+@dataclass
+class ValidationStage:
+    """An early-stopped fit that a stored run already made: what ``refit: true`` needs of it.
+
+    A run with ``refit: true`` whose config equals a stored, finished run's but for
+    ``refit`` gets that run's epoch curve and validation ranks instead of training the
+    same early-stopped model again (the same seed, data and settings give the same
+    fit), and only retrains on train + valid. ``source`` says where it came from.
+    """
+
+    curve: list
+    best_epoch: int
+    epochs_trained: int
+    train_seconds: float
+    valid_ranks: dict  # {"full": array, "sampled": array}, as rank_cases returns them
+    source: dict  # the stored run's commit, finished_at and config_hash
 
 
 def resolved_config(config) -> dict:
@@ -115,12 +134,14 @@ def train_loader(spec: ModelSpec, config, splits: Splits, train=None):
 def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides: dict | None = None,
              data_root: str | Path = DEFAULT_DATA_ROOT,
              on_epoch: Callable[[int, float], None] | None = None,
-             evaluate_test: bool = True) -> RunResult:
+             evaluate_test: bool = True, validated: ValidationStage | None = None) -> RunResult:
     """Train ``model`` on ``dataset`` with ``seed`` and evaluate it; checkpoints go to ``workdir``.
 
     ``on_epoch(epoch, valid_score)`` is called after every validation (progress
     display, Optuna pruning); it may raise to stop the run. ``evaluate_test=False``
     (tuning) never ranks the test cases: the result holds validation metrics only.
+    ``validated``: the early-stopped fit of a stored run, reused by ``refit: true``
+    (:class:`ValidationStage`).
     """
     from recbole.utils import init_seed
 
@@ -143,8 +164,15 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
                        num_parameters=sum(p.numel() for p in net.parameters() if p.requires_grad))
     valid_cases, test_cases = splits.cases("valid"), splits.cases("test")
     trainable = getattr(spec.cls, "trainable", True)
+    if validated is not None and not (trainable and config["refit"] and evaluate_test):
+        raise ValueError("a stored validation stage is reused only by a trained model with refit: true")
     start = time.perf_counter()
-    if trainable:
+    if validated is not None:
+        result.curve, result.best_epoch = validated.curve, validated.best_epoch
+        result.epochs_trained, result.train_seconds = validated.epochs_trained, validated.train_seconds
+        result.validation_from = validated.source
+        valid_ranks = validated.valid_ranks
+    elif trainable:
         trainer_cls = spec.trainer or HarnessTrainer
         trainer = trainer_cls(config, net)
         trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch,
@@ -155,7 +183,8 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
         result.best_epoch = None if best is None else best["epoch"]
         result.epochs_trained = len(trainer.curve)
         trainer.load_best()
-    valid_ranks = rank_cases(net, valid_cases, config["device"])
+    if validated is None:
+        valid_ranks = rank_cases(net, valid_cases, config["device"])
     tested = net
     if evaluate_test:
         tested = _model_for_test(spec, config, splits, net, result, workdir)

@@ -30,6 +30,8 @@ only by a rerun that finished, or by any run of a changed config.
     metrics {"test": {"full": {...}, "sampled": {...}}, "valid": {"full": {...}}},
     curve [{"epoch", "train_loss", "train_seconds", "valid": {...}, "valid_seconds"}],
     best_epoch, epochs_trained, fit_protocol (a key of bench.runner.FIT_PROTOCOLS), refit_curve,
+    validation_from (null, or {"commit", "finished_at", "config_hash"} of the stored run whose
+    early-stopped fit a ``refit: true`` run reused: its curve and validation ranks),
     timings {"seconds_per_epoch", "train_seconds", "refit_seconds", "eval_seconds", "eval_cases_per_second"},
     num_test_cases, num_parameters, peak_memory_mb, environment, started_at, finished_at,
     ranks_file ("ranks.npz", or null when no ranks were stored)
@@ -212,6 +214,7 @@ def record_from_result(key: RunKey, result: "RunResult", manifest: dict, manifes
         "epochs_trained": int(result.epochs_trained),
         "fit_protocol": result.fit_protocol,
         "refit_curve": _plain_metrics(result.refit_curve),
+        "validation_from": result.validation_from,
         "timings": {
             "seconds_per_epoch": result.seconds_per_epoch,
             "train_seconds": float(result.train_seconds),

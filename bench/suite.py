@@ -508,12 +508,44 @@ def plan(suite: Suite, data_root: str | Path, store: ResultStore, use_tuned: boo
                 raise InputError(f"RecBole rejects the config of {model} on {entry.name}: "
                                  f"{type(err).__name__}: {err}", suite.path, line) from None
             digest = config_hash(config)
+            trainable = getattr(spec.cls, "trainable", True)
             for seed in suite.seeds:
                 key = RunKey(suite.name, entry.name, model, seed)
+                record = store.read(key)
+                state = _state(record, digest, manifest_sha)
+                validation = (stored_validation(store, record, digest, manifest_sha)
+                              if state == "changed" and trainable and config.get("refit") else None)
                 runs.append(PlannedRun(key, settings, config, digest, manifest.get("protocol"), manifest,
-                                       manifest_sha, str(data_root), getattr(spec.cls, "trainable", True),
-                                       _state(store.read(key), digest, manifest_sha)))
+                                       manifest_sha, str(data_root), trainable, state, validation))
     return runs
+
+
+def stored_validation(store: ResultStore, record: dict, digest: str, manifest_sha: str):
+    """The early-stopped fit of ``record`` if a ``refit: true`` run with config hash ``digest`` can reuse it.
+
+    It can when ``record`` is a finished run on the same data, tested as trained
+    (``fit_protocol: train``), with per-case validation ranks stored, and its config
+    differs from the refit run's in ``refit`` alone: the same seed, data and settings
+    give the same early-stopped model, so training it again would only repeat it.
+    """
+    from bench.runner import ValidationStage
+
+    if (record.get("status") != "finished" or record.get("fit_protocol") != "train"
+            or record.get("best_epoch") is None
+            or record.get("dataset_manifest_sha256", manifest_sha) != manifest_sha
+            or config_hash({**record.get("config", {}), "refit": True}) != digest):
+        return None
+    ranks = store.load_ranks(record)
+    valid_ranks = {name[len("valid_"):]: r for name, r in ranks.items() if name.startswith("valid_")}
+    if not valid_ranks:
+        return None
+    return ValidationStage(
+        curve=record.get("curve", []), best_epoch=int(record["best_epoch"]),
+        epochs_trained=int(record.get("epochs_trained", len(record.get("curve", [])))),
+        train_seconds=float(record.get("timings", {}).get("train_seconds", 0.0)),
+        valid_ranks=valid_ranks,
+        source={"commit": record.get("environment", {}).get("git_commit"),
+                "finished_at": record.get("finished_at"), "config_hash": record.get("config_hash")})
 
 
 def _state(record: dict | None, digest: str, manifest_sha: str) -> str:
@@ -568,7 +600,8 @@ def run_suite(suite: Suite, *, data_root: str | Path = DEFAULT_DATA_ROOT, result
     if dry_run:
         for run in runs:
             action = "run" if run in todo else "skip"
-            print(f"  {action:4s} {run.label:50s} {run.state:9s} config {run.config_hash[:12]}", file=stream)
+            reuse = "  (refit only: reuses the stored early-stopped fit)" if run.validation is not None else ""
+            print(f"  {action:4s} {run.label:50s} {run.state:9s} config {run.config_hash[:12]}{reuse}", file=stream)
         return SuiteOutcome(runs, {}, None)
     ran = execute(todo, store, cpus=cpus or os.cpu_count() or 1, cpus_per_run=cpus_per_run,
                   gpus_per_run=gpus_per_run, address=address, stream=stream)

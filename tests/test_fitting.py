@@ -69,3 +69,44 @@ def test_refit_retrains_on_train_and_valid_for_the_selected_epochs(tiny):
     plain = run_once("narm", "tiny", 0, tiny.parent / "narm-plain", {"device": "cpu", "epochs": 3}, data_root=tiny)
     assert plain.fit_protocol == "train" and not plain.refit_curve
     assert plain.ranks["valid_full"].tolist() == result.ranks["valid_full"].tolist()  # same first pass
+
+
+def _suite(tmp_path, tiny, settings: dict):
+    from bench.suite import load_suite
+
+    path = tmp_path / "fit.yaml"
+    path.write_text("name: fit\ndatasets: [tiny]\nmodels: [narm]\nseeds: [0]\n"
+                    f"overrides: {{all: {settings!r}}}\n".replace("'", ""))
+    return load_suite(path, tiny)
+
+
+def test_refit_reuses_a_stored_early_stopped_fit_of_the_same_config(tmp_path, tiny):
+    from bench.store import ResultStore, record_from_result
+    from bench.suite import plan
+
+    store = ResultStore(tmp_path / "results")
+    (first,) = plan(_suite(tmp_path, tiny, {"epochs": 3}), tiny, store)
+    assert first.state == "missing" and first.validation is None
+    trained = run_once("narm", "tiny", 0, tmp_path / "w1", {**first.settings, "device": "cpu"}, data_root=tiny)
+    store.write(first.key, *record_from_result(first.key, trained, first.manifest, first.manifest_sha256))
+
+    # The same config but refit: the stored early-stopped fit is handed over, not repeated.
+    (refit,) = plan(_suite(tmp_path, tiny, {"epochs": 3, "refit": True}), tiny, store)
+    assert refit.state == "changed" and refit.validation is not None
+    assert refit.validation.best_epoch == trained.best_epoch
+    reused = run_once("narm", "tiny", 0, tmp_path / "w2", {**refit.settings, "device": "cpu"}, data_root=tiny,
+                      validated=refit.validation)
+    fresh = run_once("narm", "tiny", 0, tmp_path / "w3", {**refit.settings, "device": "cpu"}, data_root=tiny)
+    assert reused.fit_protocol == fresh.fit_protocol == "refit"
+    assert reused.curve == trained.curve and reused.validation_from["config_hash"] == first.config_hash
+    assert reused.ranks["valid_full"].tolist() == fresh.ranks["valid_full"].tolist()
+    assert reused.ranks["test_full"].tolist() == fresh.ranks["test_full"].tolist()  # init_seed before the refit
+    record, _ = record_from_result(refit.key, reused, refit.manifest, refit.manifest_sha256)
+    assert record["validation_from"] == reused.validation_from and record["config_hash"] == refit.config_hash
+
+    # Any other difference (here the learning rate) means a different early-stopped fit: no reuse.
+    (other,) = plan(_suite(tmp_path, tiny, {"epochs": 3, "refit": True, "learning_rate": 0.01}), tiny, store)
+    assert other.state == "changed" and other.validation is None
+    with pytest.raises(ValueError, match="refit: true"):
+        run_once("narm", "tiny", 0, tmp_path / "w4", {**first.settings, "device": "cpu"}, data_root=tiny,
+                 validated=refit.validation)
