@@ -134,12 +134,12 @@ def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
 
 # -- the driver side ------------------------------------------------------------------------
 
-def cluster_runtime_env() -> dict:
-    """What a job on an existing cluster takes along: our packages, as they are here."""
+def cluster_runtime_env(packages=()) -> dict:
+    """What a job on an existing cluster takes along: our packages, as they are here
+    (``bench`` and ``custom_models``, and the caller's own ``packages``, e.g. the tuner's)."""
     import custom_models
-    import hyper
 
-    modules = [str(Path(m.__file__).resolve().parent) for m in (bench, custom_models, hyper)]
+    modules = [str(Path(m.__file__).resolve().parent) for m in (bench, custom_models, *packages)]
     return {"py_modules": modules, "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}
 
 
@@ -155,8 +155,9 @@ def _auth_hint(address: str) -> str:
 
 
 @contextlib.contextmanager
-def ray_session(cpus: int, address: str | None = None):
-    """Start a local Ray (or connect to ``address``) for the block; reuse one already up."""
+def ray_session(cpus: int, address: str | None = None, packages=()):
+    """Start a local Ray (or connect to ``address``, shipping our packages and ``packages``
+    to its workers) for the block; reuse one already up."""
     import ray
 
     if ray.is_initialized():  # a test or a notebook connected already: use it, leave it up
@@ -164,7 +165,7 @@ def ray_session(cpus: int, address: str | None = None):
         return
     if address:
         try:
-            ray.init(address=address, runtime_env=cluster_runtime_env(), log_to_driver=False,
+            ray.init(address=address, runtime_env=cluster_runtime_env(packages), log_to_driver=False,
                      logging_level=logging.ERROR)
         except Exception as err:  # noqa: BLE001  (no cluster there, or it refuses us: one line)
             text = str(err).strip().splitlines()

@@ -489,7 +489,7 @@ def _resolved_config(spec: ModelSpec, dataset: str, settings: dict, data_root: P
 
 def plan(suite: Suite, data_root: str | Path, store: ResultStore, use_tuned: bool = True) -> list[PlannedRun]:
     """Every run of the suite with its config, hash and what the store already holds."""
-    from hyper.best import load_best_params
+    from bench.tuned import load_best_params
 
     data_root = Path(data_root).resolve()
     runs: list[PlannedRun] = []

@@ -231,9 +231,12 @@ def tune(settings: TuneSettings | None = None, **kwargs) -> TuneResult:
     if _finished(study) < s.trials:
         import ray
 
+        import hyper  # its trials run our objective: workers on a cluster need the package
+
         # The suite's Ray session: local (never an unrelated `ray start` cluster) unless
         # --address / RAY_ADDRESS names one; a program already running Ray keeps its own.
-        with _workers_see_our_path(), ray_session(s.parallel, s.address or os.environ.get("RAY_ADDRESS")):
+        with _workers_see_our_path(), ray_session(s.parallel, s.address or os.environ.get("RAY_ADDRESS"),
+                                                  packages=[hyper]):
             _drive(ray, prepared, result, progress, start)
     progress.close()
     result.wall_seconds = time.perf_counter() - start

@@ -276,10 +276,11 @@ def test_a_refused_cluster_is_one_line_that_names_token_authentication(monkeypat
 
 
 def test_tuned_parameters_sit_below_the_suite_overrides_and_are_recorded(diginetica_slice, tmp_path, monkeypatch):
+    import bench.tuned
     import hyper.best
 
     data_root, name = diginetica_slice
-    monkeypatch.setattr(hyper.best, "BEST_ROOT", tmp_path / "best")
+    monkeypatch.setattr(bench.tuned, "BEST_ROOT", tmp_path / "best")
     hyper.best.save_best_params(name, "bprmf", {"embedding_size": 8, "learning_rate": 0.01}, {"study": "t"})
     suite = load_suite(write_suite(tmp_path, TINY.format(dataset=name)), data_root)  # sets embedding_size 16
     runs = {r.key.model: r for r in plan(suite, data_root, ResultStore(tmp_path / "results"))}
