@@ -108,10 +108,10 @@ def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
     import torch
 
     from bench.runner import run_once
-    from bench.store import record_from_result
+    from bench.store import environment, record_from_result
 
     torch.set_num_threads(max(1, int(cpus)))
-    started_at = now()
+    started_at, environment_at_start = now(), environment()
     _tell(progress, ("start", run.label, time.time()))
     home = os.getcwd()
     workdir = Path(tempfile.mkdtemp(prefix="bench-run-"))
@@ -122,7 +122,7 @@ def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
                           validated=run.validation,
                           on_epoch=lambda epoch, score: _tell(progress, ("epoch", run.label, epoch, score)))
         record, ranks = record_from_result(run.key, result, run.manifest, run.manifest_sha256,
-                                           started_at=started_at)
+                                           started_at=started_at, environment_at_start=environment_at_start)
         return {"status": "finished", "record": record, "ranks": ranks}
     except Exception as err:  # noqa: BLE001  (any failure of a run is recorded, the suite goes on)
         return {"status": "failed", "error": f"{type(err).__name__}: {err}",

@@ -191,8 +191,13 @@ def _plain_metrics(metrics: dict) -> dict:
 
 def record_from_result(key: RunKey, result: "RunResult", manifest: dict, manifest_sha256: str,
                        started_at: str | None = None, finished_at: str | None = None,
-                       ) -> tuple[dict, dict[str, np.ndarray]]:
-    """A finished run's record and its per-case ranks, from :func:`bench.runner.run_once`'s result."""
+                       environment_at_start: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """A finished run's record and its per-case ranks, from :func:`bench.runner.run_once`'s result.
+
+    ``environment_at_start``: :func:`environment` as the run started. A run takes hours
+    and the code it imported is the code at its start: a commit made meanwhile must not
+    be named as the one that produced it. Default: the environment now.
+    """
     config = _plain_metrics(result.config)
     eval_seconds = float(result.eval_seconds)
     record = {
@@ -225,7 +230,7 @@ def record_from_result(key: RunKey, result: "RunResult", manifest: dict, manifes
         "num_test_cases": int(result.num_test_cases),
         "num_parameters": int(result.num_parameters),
         "peak_memory_mb": float(result.peak_memory_mb),
-        "environment": environment(),
+        "environment": environment_at_start or environment(),
         "started_at": started_at,
         "finished_at": finished_at or now(),
         "ranks_file": RANKS_FILE,

@@ -191,3 +191,12 @@ def test_suite_meta_round_trip_is_not_a_record(tmp_path):
     store.write(KEY, finished(), None)
     assert store.read_suite_meta("smoke")["command"] == "bench run"
     assert len(store.records("smoke")) == 1 and store.suites() == ["smoke"]
+
+
+def test_a_record_names_the_code_its_run_started_with():
+    # a commit made while a run trains must not be credited with its result
+    result = RunResult(config={"model": "x"}, metrics={"test": {}}, ranks={})
+    start = {"git_commit": "a" * 40, "git_dirty": False}
+    record, _ = record_from_result(KEY, result, {"protocol": "session"}, "ab" * 32, environment_at_start=start)
+    assert record["environment"] == start
+    assert record_from_result(KEY, result, {}, "ab" * 32)[0]["environment"]["python"]  # default: now
