@@ -66,11 +66,11 @@ Deviations and choices:
   every prefix separately); the official code walks test sessions session-parallel,
   which gives the same hidden states.
 
-Speed (CPU): matrix products, item-row lookups, dropout and the GRU cell come from
-:mod:`custom_models.fast_ops` (oneDNN products, row-sparse gradients): the same
-arithmetic as PyTorch's modules, about 1.6x faster per mini-batch here. BPR-max and its
-gradient come from the C kernel ``kernels/bpr_max.c`` (float32 on CPU, where a compiler
-is present; :mod:`custom_models.cpu.gru4rec`).
+This file is plain PyTorch and runs on any device. On CPU (float32) the matrix
+products, the item-row lookups and the GRU cells come from :mod:`custom_models.cpu.ops`
+(oneDNN products, one coalesced row-sparse gradient: the same arithmetic, about 1.6x
+faster per mini-batch here), and BPR-max with its gradient from the C kernel
+``kernels/bpr_max.c`` (:mod:`custom_models.cpu.gru4rec`).
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ from torch import nn
 import bench.compat  # noqa: F401
 from bench.rows import sequence_events
 from custom_models.cpu import gru4rec as cpu_path
-from custom_models.fast_ops import dropout, gru_cell, linear, lookup
+from custom_models.cpu import ops as cpu_ops
 from custom_models.per_position import loss_start_of, position_targets
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
@@ -150,6 +150,25 @@ def cross_entropy_loss(R: torch.Tensor) -> torch.Tensor:
     return -torch.log_softmax(R, dim=1).diagonal()
 
 
+# -- the three operations with a CPU speed path -----------------------------------------
+def item_rows(weight: torch.Tensor, *items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``weight[items]`` for each index tensor, with a sparse gradient: a step updates only
+    these rows, as the official code's sparse optimiser does."""
+    if cpu_ops.applies(weight):
+        return cpu_ops.lookup(weight, *items)
+    return tuple(F.embedding(i, weight, sparse=True) for i in items)
+
+
+def product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x W^T + b``."""
+    return cpu_ops.linear(x, weight, bias) if cpu_ops.applies(x, weight) else F.linear(x, weight, bias)
+
+
+def gru_cell(cell: nn.GRUCell, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``cell(x, h)``."""
+    return cpu_ops.gru_cell(x, h, cell) if cpu_ops.applies(x, h) else cell(x, h)
+
+
 def _uniform_(tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     nn.init.uniform_(tensor, -bound, bound)
@@ -168,8 +187,8 @@ class OneHotGRUCell(nn.Module):
             _uniform_(self.weight_hh.data[:, g * hidden:(g + 1) * hidden], hidden, hidden)
 
     def forward(self, items: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        x_n, x_r, x_z = (lookup(self.weight_ih, items)[0] + self.bias).chunk(3, 1)
-        h_n, h_r, h_z = linear(h, self.weight_hh.t()).chunk(3, 1)
+        x_n, x_r, x_z = (item_rows(self.weight_ih, items)[0] + self.bias).chunk(3, 1)
+        h_n, h_r, h_z = product(h, self.weight_hh.t()).chunk(3, 1)
         r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
         return (1.0 - z) * h + z * torch.tanh(x_n + r * h_n)
 
@@ -195,7 +214,7 @@ class BenchGRU4Rec(SequentialRecommender):
 
         n, last = self.n_items, self.layers[-1]
         self.out_weight = nn.Parameter(torch.empty(n, last))  # W_y
-        self.out_bias = nn.Parameter(torch.zeros(n))  # b_y
+        self.out_bias = nn.Parameter(torch.zeros(n, 1))  # b_y, a column as in the official code (rows update sparsely)
         _uniform_(self.out_weight.data, n, last)
         self.in_weight = self.one_hot = None
         if self.constrained:
@@ -237,19 +256,19 @@ class BenchGRU4Rec(SequentialRecommender):
         """
         out = []
         if self.one_hot is not None:
-            x = dropout(self.one_hot(items, H[0]), self.p_embed, self.training)
+            x = F.dropout(self.one_hot(items, H[0]), self.p_embed, self.training)
             out.append(x)
         else:
-            x = dropout(embedded, self.p_embed, self.training)
+            x = F.dropout(embedded, self.p_embed, self.training)
         for cell, h in zip(self.cells, H[len(out):]):
-            x = dropout(gru_cell(x, h, cell), self.p_hidden, self.training)
+            x = F.dropout(gru_cell(cell, x, h), self.p_hidden, self.training)
             out.append(x)
         return out
 
     def _embed(self, items: torch.Tensor) -> torch.Tensor | None:
         if self.constrained:
-            return lookup(self.out_weight, items)[0]
-        return None if self.in_weight is None else lookup(self.in_weight, items)[0]
+            return item_rows(self.out_weight, items)[0]
+        return None if self.in_weight is None else item_rows(self.in_weight, items)[0]
 
     def session_step(self, inputs: torch.Tensor, targets: torch.Tensor, samples: torch.Tensor | None,
                      H: list[torch.Tensor], log_q: torch.Tensor | None = None):
@@ -260,11 +279,11 @@ class BenchGRU4Rec(SequentialRecommender):
         """
         columns = targets if samples is None else torch.cat([targets, samples])
         if self.constrained:  # inputs and outputs share W_y: one sparse gradient
-            embedded, out_weight = lookup(self.out_weight, inputs, columns)
+            embedded, out_weight = item_rows(self.out_weight, inputs, columns)
         else:
-            embedded, (out_weight,) = self._embed(inputs), lookup(self.out_weight, columns)
+            embedded, (out_weight,) = self._embed(inputs), item_rows(self.out_weight, columns)
         H = self.step(inputs, embedded, H)
-        R = linear(H[-1], out_weight, lookup(self.out_bias, columns)[0])
+        R = product(H[-1], out_weight, item_rows(self.out_bias, columns)[0].squeeze(1))
         loss = self.session_loss(R, log_q)
         return loss.sum() / self.batch_size, [h.detach() for h in H]
 
@@ -312,7 +331,7 @@ class BenchGRU4Rec(SequentialRecommender):
 
     def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
         # -inf for unknown items through the bias: one pass over [n_items], not [B, n_items]
-        return linear(hidden, self.out_weight, self.out_bias.masked_fill(~self.known_items, -torch.inf))
+        return product(hidden, self.out_weight, self.out_bias.squeeze(1).masked_fill(~self.known_items, -torch.inf))
 
     def calculate_loss(self, interaction) -> torch.Tensor:
         """Mean full-softmax cross-entropy over every real position of whole-sequence rows."""
@@ -322,14 +341,14 @@ class BenchGRU4Rec(SequentialRecommender):
         outputs, _ = self.forward(inputs, item_seq_len)
         # item 0 (padding) is never a candidate: -inf through the bias, not an in-place
         # write that makes autograd copy the [N, n_items] gradient. F.linear, not
-        # fast_ops.linear, whose weight gradient is slow for a full-catalogue output.
-        bias = torch.cat([self.out_bias.new_full((1,), -torch.inf), self.out_bias[1:]])
+        # product(), whose CPU weight gradient is slow for a full-catalogue output.
+        bias = torch.cat([self.out_bias.new_full((1,), -torch.inf), self.out_bias[1:, 0]])
         return F.cross_entropy(F.linear(outputs[real], self.out_weight, bias), targets[real])
 
     def predict(self, interaction) -> torch.Tensor:
         _, last = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], every_position=False)
         items = interaction[self.ITEM_ID]
-        scores = (last * self.out_weight[items]).sum(-1) + self.out_bias[items]
+        scores = (last * self.out_weight[items]).sum(-1) + self.out_bias[items, 0]
         return scores.masked_fill(~self.known_items[items], -torch.inf)
 
     def full_sort_predict(self, interaction) -> torch.Tensor:

@@ -219,7 +219,7 @@ class AdagradM(Optimizer):
     def _sparse_step(self, p: torch.Tensor, state: dict, lr: float, momentum: float, eps: float) -> None:
         grad = p.grad
         # repeated rows must be summed before squaring. Autograd drops the "coalesced"
-        # flag of the gradients of fast_ops.lookup, so strictly increasing rows are
+        # flag of the gradients of cpu.ops.lookup, so strictly increasing rows are
         # recognised here rather than sorted again.
         rows = grad._indices()[0]
         if not (grad.is_coalesced() or len(rows) < 2 or bool((rows[1:] > rows[:-1]).all())):

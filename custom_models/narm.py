@@ -47,7 +47,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bench.compat  # noqa: F401
 from custom_models.cpu import narm as cpu_path
-from custom_models.fast_ops import Dropout
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_mask_of, loss_start_of,
                                          make_softmax_loss, position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -69,12 +68,12 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         embedding_dropout, context_dropout = config["dropout_probs"]
 
         self.item_embedding = nn.Embedding(self.n_items, embedding_size, padding_idx=0)
-        self.embedding_dropout = Dropout(embedding_dropout)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True, bias=False)  # the paper's equations
         self.A1 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_t (the query)
         self.A2 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_j
         self.v = nn.Linear(hidden_size, 1, bias=False)
-        self.context_dropout = Dropout(context_dropout)
+        self.context_dropout = nn.Dropout(context_dropout)
         self.B = nn.Linear(2 * hidden_size, embedding_size, bias=False)
         self.softmax_loss = make_softmax_loss(config, dataset, self.n_items)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.rows import LOSS_MASK_FIELD, LOSS_START_FIELD, sequence_events
-from custom_models.fast_ops import item_cross_entropy, linear
+from custom_models.cpu import ops as cpu_ops
 
 
 def position_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, last_target: torch.Tensor,
@@ -65,8 +65,12 @@ def training_item_counts(dataset, n_items: int) -> torch.Tensor:
 
 
 def full_softmax_loss(output: torch.Tensor, targets: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over all items; item 0 (padding) is never a candidate."""
-    return item_cross_entropy(output, item_weight, targets)
+    """Mean cross-entropy over all items; item 0 (padding) is never a candidate.
+    On CPU, :func:`custom_models.cpu.ops.item_cross_entropy` computes it (oneDNN products,
+    the softmax in place; same values and gradients)."""
+    if cpu_ops.applies(output, item_weight):
+        return cpu_ops.item_cross_entropy(output, item_weight, targets)
+    return F.cross_entropy(F.linear(output, item_weight[1:]), targets - 1)
 
 
 class PopularitySampledSoftmax:
@@ -142,4 +146,6 @@ class SharedEmbeddingScores:
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         output = self.last_representation(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return linear(output, self.item_embedding.weight)
+        if cpu_ops.applies(output):  # oneDNN's product on CPU: the same scores
+            return cpu_ops.linear(output, self.item_embedding.weight)
+        return output @ self.item_embedding.weight.t()

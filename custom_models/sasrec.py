@@ -50,6 +50,10 @@ where the paper is silent):
   ``train_batch_size: 128`` counts whole sequences as in the paper (``batch_unit:
   sequences``); ``batch_unit: targets`` packs sequences into batches of about that
   many positions (:mod:`bench.batching`), the unit RecBole's prefix rows use.
+
+This file is plain PyTorch and runs on any device; on CPU the full-softmax loss and
+the full ranking's product come from :mod:`custom_models.cpu.ops` (oneDNN, same values,
+through :mod:`custom_models.per_position`).
 """
 from __future__ import annotations
 
@@ -60,7 +64,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench.compat  # noqa: F401
-from custom_models.fast_ops import Dropout
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_mask_of, loss_start_of,
                                          make_softmax_loss, position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -93,8 +96,8 @@ class Block(nn.Module):
         super().__init__()
         self.attention_norm, self.attention = nn.LayerNorm(d, eps=1e-8), CausalSelfAttention(d, n_heads, dropout)
         self.ffn_norm = nn.LayerNorm(d, eps=1e-8)
-        self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), Dropout(dropout), nn.Linear(d, d))
-        self.dropout = Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, d))
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.dropout(self.attention(self.attention_norm(x)))
@@ -111,7 +114,7 @@ class BenchSASRec(SharedEmbeddingScores, SequentialRecommender):
         self.max_len = int(dataset.field2seqlen[self.ITEM_SEQ])  # n: the converter's max_len
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_len, d)
-        self.embedding_dropout = Dropout(config["dropout_prob"])
+        self.embedding_dropout = nn.Dropout(config["dropout_prob"])
         self.blocks = nn.ModuleList(Block(d, config["n_heads"], config["dropout_prob"]) for _ in range(config["n_layers"]))
         self.final_norm = nn.LayerNorm(d, eps=1e-8)
 

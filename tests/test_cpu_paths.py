@@ -87,3 +87,82 @@ def test_the_cpu_path_steps_aside_off_the_cpu():
     meta = seq.to("meta")
     assert cpu_narm.position_contexts(_narm(), meta, lengths) is None
     assert cpu_narm.hidden_states(_narm(), meta, lengths) is None
+
+
+# -- whole models: every CPU path of custom_models.cpu.ops switched on and off ------------
+PAIRS_USERS = 12
+
+
+@pytest.fixture(scope="module")
+def pairs_data(tmp_path_factory):
+    from bench.convert import convert
+
+    root = tmp_path_factory.mktemp("cpu-paths")
+    g = torch.Generator().manual_seed(1)
+    lines = [f"{u} {int(i)}" for u in range(1, PAIRS_USERS + 1)
+             for i in torch.randint(1, 40, (int(torch.randint(4, 12, (1,), generator=g)),), generator=g)]
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    convert("pairs", root / "pairs.txt", "tiny", root / "atomic")
+    return root / "atomic"
+
+
+def _model(name: str, data_root, settings: dict):
+    from bench.data import load_splits, make_config
+    from bench.registry import resolve_model
+    from bench.runner import build_model, train_loader
+
+    spec = resolve_model(name)
+    config = make_config(spec, "tiny", {"device": "cpu", "use_gpu": False, **settings}, data_root)
+    splits = load_splits(config, data_root)
+    torch.manual_seed(0)
+    return build_model(spec, config, splits), next(iter(train_loader(spec, config, splits))), splits
+
+
+def _dense(grad):
+    return grad.to_dense() if grad.is_sparse else grad
+
+
+@pytest.mark.parametrize("name,settings", [
+    ("sasrec", {"loss_type": "CE", "dropout_prob": 0.0}),
+    ("sasrec", {"loss_type": "BCE", "dropout_prob": 0.0}),
+    ("narm", {"dropout_probs": [0.0, 0.0]}),
+    ("gru4rec", {"dropout_p_embed": 0.0, "dropout_p_hidden": 0.0, "layers": [8], "n_sample": 5}),
+    ("gru4rec", {"dropout_p_embed": 0.0, "dropout_p_hidden": 0.0, "layers": [8, 6], "constrained_embedding": False,
+                 "embedding": 0, "loss": "cross-entropy", "n_sample": 0}),
+    ("gru4rec", {"dropout_p_embed": 0.0, "dropout_p_hidden": 0.0, "layers": [8], "constrained_embedding": False,
+                 "embedding": 4, "loss": "top1-max", "n_sample": 3}),
+], ids=["sasrec-ce", "sasrec-bce", "narm", "gru4rec-bpr-max", "gru4rec-one-hot-ce", "gru4rec-embedding-top1max"])
+def test_a_model_computes_the_same_with_its_cpu_paths_as_without(name, settings, pairs_data, monkeypatch):
+    """Loss, every parameter's gradient and the full ranking's scores, with custom_models.cpu.ops
+    (oneDNN products, coalesced sparse rows, the fused softmax loss) and with PyTorch alone."""
+    from custom_models.cpu import ops as cpu_ops
+
+    model, batch, splits = _model(name, pairs_data, settings)
+    case = splits.cases("valid")
+
+    def run():
+        model.train()
+        model.zero_grad()
+        torch.manual_seed(5)  # BCE's negatives, GRU4Rec's samples
+        if name == "gru4rec":
+            lanes = 4
+            items = torch.arange(1, 2 * lanes + 1).view(2, lanes) % (model.n_items - 1) + 1
+            samples = torch.randint(1, model.n_items, (int(settings["n_sample"]),)) if settings["n_sample"] else None
+            loss, _ = model.session_step(items[0], items[1], samples, model.zero_state(lanes))
+        else:
+            loss = model.calculate_loss(batch)
+        loss.backward()
+        grads = {n: _dense(p.grad).clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.eval()
+        with torch.no_grad():
+            scores = torch.cat([model.full_sort_predict(b) for b in case.batches()])
+        return loss.detach(), grads, scores
+
+    fast = run()
+    monkeypatch.setattr(cpu_ops, "applies", lambda *tensors: False)
+    plain = run()
+    torch.testing.assert_close(fast[0], plain[0], rtol=1e-5, atol=1e-6)
+    assert set(fast[1]) == set(plain[1]) and fast[1]
+    for param in plain[1]:
+        torch.testing.assert_close(fast[1][param], plain[1][param], rtol=1e-4, atol=1e-5, msg=param)
+    torch.testing.assert_close(fast[2], plain[2], rtol=1e-5, atol=1e-5)

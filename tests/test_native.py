@@ -14,7 +14,7 @@ import bench  # noqa: F401
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from custom_models import native
-from custom_models.fast_ops import packed_cells, packed_gru, unpacked
+from custom_models.cpu.ops import packed_cells, packed_gru, unpacked
 from custom_models.gru4rec import bpr_max_loss
 from custom_models.cpu.narm import CausalLocalAttention, packed_local_attention
 

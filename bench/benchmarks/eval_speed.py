@@ -20,7 +20,7 @@ import bench  # noqa: F401
 from bench.data import load_splits, make_config
 from bench.evaluator import metrics_from_ranks, rank_cases
 from bench.registry import resolve_model
-from custom_models.fast_ops import linear
+from custom_models.cpu.ops import linear
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

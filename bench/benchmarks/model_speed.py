@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        *(sys.argv[1:] if argv is None else argv)]),
         "commit": commit(),
         "digests": file_digests([REPO / "custom_models" / f"{m}.py" for m in dict.fromkeys(p.model for p in pairs)]
-                                + [REPO / "custom_models" / f for f in ("per_position.py", "fast_ops.py", "native.py",
+                                + [REPO / "custom_models" / f for f in ("per_position.py", "cpu/ops.py", "native.py",
                                                                         "gru4rec_trainer.py")]
                                 + sorted((REPO / "custom_models" / "kernels").glob("*.c"))),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",

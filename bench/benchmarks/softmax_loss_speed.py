@@ -1,4 +1,4 @@
-"""Full-catalogue softmax loss: ours (:func:`custom_models.fast_ops.item_cross_entropy`)
+"""Full-catalogue softmax loss: ours (:func:`custom_models.cpu.ops.item_cross_entropy`)
 against PyTorch's ``F.cross_entropy(F.linear(...))``, forward + backward.
 
 NARM and SASRec (CE) end every training step with this loss over all items, so on a
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import bench  # noqa: F401  (compat shims first)
-from custom_models.fast_ops import item_cross_entropy
+from custom_models.cpu.ops import item_cross_entropy
 
 
 def pytorch_loss(output: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

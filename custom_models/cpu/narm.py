@@ -5,7 +5,7 @@ Same inputs, same outputs, same gradients as the model's own ``hidden_states`` a
 ``position_contexts`` (``tests/test_cpu_paths.py``), computed without padding:
 
 * the items are gathered into packed order (time-major, longest row first) and the GRU
-  runs on the packed cells (:func:`custom_models.fast_ops.packed_gru`, a C kernel with
+  runs on the packed cells (:func:`custom_models.cpu.ops.packed_gru`, a C kernel with
   its backward);
 * the local attention ``c_l[t] = sum_{j<=t} alpha_tj h_j`` is a C kernel
   (``kernels/narm_attention.c``, built on first use by :mod:`custom_models.native`) that
@@ -24,7 +24,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from custom_models import native
-from custom_models.fast_ops import linear, packed_cells, packed_gru, padded_columns, unpacked
+from custom_models.cpu.ops import linear, packed_cells, packed_gru, padded_columns, unpacked
 
 
 def applies(item_seq: torch.Tensor) -> bool:

@@ -1,4 +1,8 @@
-"""Fast CPU building blocks with the same arithmetic as their PyTorch counterparts.
+"""CPU speed paths: building blocks with the same arithmetic as their PyTorch counterparts.
+
+The model files compute with PyTorch's own modules and functions, on any device; where
+the tensors are float32 on the CPU (:func:`applies`), they call these instead (same
+values and gradients: ``tests/test_cpu_ops.py``, ``tests/test_cpu_paths.py``).
 
 Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
 
@@ -15,8 +19,6 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
 * :func:`lookup` (``weight[items]``): the gradient is one coalesced sparse tensor
   over the distinct rows, so the optimiser touches only those rows, and nothing
   sorts duplicates or copies slices in backward (a sparse ``nn.Embedding`` does both).
-* :func:`dropout` (``F.dropout``) and :class:`Dropout` (``nn.Dropout``): the mask takes
-  16 random bits per element, four per 64-bit draw: ~6x cheaper than ``bernoulli_``.
 * :func:`gru_cell` (``nn.GRUCell``): PyTorch's GRU equations on :func:`linear`.
 * :func:`item_cross_entropy` (``F.cross_entropy`` over a full-catalogue ``F.linear``):
   PyTorch's fused softmax, kept for backward, which writes the logits' gradient straight
@@ -36,7 +38,6 @@ Measured on this benchmark's 2-core AMD EPYC (AVX-512), one thread:
 from __future__ import annotations
 
 import ctypes
-import math
 
 import torch
 import torch.nn.functional as F
@@ -44,39 +45,6 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from custom_models import native
-
-
-def _random_16_bits(like: torch.Tensor) -> torch.Tensor:
-    """Uniform int16 numbers shaped like ``like``: four from each 64-bit draw of the generator."""
-    n = like.numel()
-    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_(-2 ** 63, None)
-    return draws.view(torch.int16)[:n].view(like.shape)
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout, as ``F.dropout``: zeros, and the rest scaled by ``1 / (1 - p)``.
-
-    The mask compares 16 random bits per element, four per draw of PyTorch's generator,
-    so an element is dropped with probability ``p`` rounded up to a multiple of 2^-16
-    (exactly ``p`` for 0.25, 0.5, ...; off by less than 1.6e-5 otherwise). On CPU the
-    generator is sequential and was most of dropout's cost: this mask takes half the
-    time of one from ``rand_like`` (fwd + bwd over a [2048, 256] batch: 2.7 -> 1.3 ms),
-    which was already ~3x cheaper than ``bernoulli_``.
-    """
-    if not training or p <= 0:
-        return x
-    if p >= 1:
-        return x * 0.0
-    dropped = math.ceil(p * 65536)  # of the 65536 values of a 16-bit number
-    keep = (_random_16_bits(x) >= dropped - 32768).to(x.dtype)
-    return x * keep.mul_(1.0 / (1.0 - p))
-
-
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` with the mask of :func:`dropout` (same state dict, same semantics)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
 
 
 def _onednn_linear_op():
@@ -92,6 +60,11 @@ def _onednn_linear_op():
 
 
 _ONEDNN_LINEAR = _onednn_linear_op()
+
+
+def applies(*tensors: torch.Tensor) -> bool:
+    """Whether the CPU paths take these tensors: float32, on the CPU."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
 def _onednn_takes(*tensors: torch.Tensor) -> bool:
