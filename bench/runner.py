@@ -33,7 +33,7 @@ from bench.data import DEFAULT_DATA_ROOT, Splits, load_splits, make_config, trai
 from bench.evaluator import metrics_for, rank_cases
 
 from bench.registry import ModelSpec, resolve_model
-from bench.training import HarnessTrainer, flat_metrics
+from bench.training import HarnessTrainer, StopTraining, flat_metrics
 
 
 @dataclass
@@ -138,7 +138,9 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     """Train ``model`` on ``dataset`` with ``seed`` and evaluate it; checkpoints go to ``workdir``.
 
     ``on_epoch(epoch, valid_score)`` is called after every validation (progress
-    display, Optuna pruning); it may raise to stop the run. ``evaluate_test=False``
+    display, Optuna pruning); it may raise to stop the run, or raise
+    :class:`bench.training.StopTraining` to end training there and test the best model
+    so far (a time budget). ``evaluate_test=False``
     (tuning) never ranks the test cases: the result holds validation metrics only.
     ``validated``: the early-stopped fit of a stored run, reused by ``refit: true``
     (:class:`ValidationStage`).
@@ -175,8 +177,11 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     elif trainable:
         trainer_cls = spec.trainer or HarnessTrainer
         trainer = trainer_cls(config, net)
-        trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch,
-                    show_progress=live_progress())
+        try:
+            trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch,
+                        show_progress=live_progress())
+        except StopTraining:
+            pass  # the callback ended training after an epoch; its best checkpoint is saved
         result.train_seconds = time.perf_counter() - start
         result.curve = trainer.curve
         best = max(trainer.curve, key=lambda c: c.get("valid", {}).get(trainer.valid_metric, -np.inf), default=None)

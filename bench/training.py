@@ -34,6 +34,11 @@ def flat_metrics(metrics: "dict[str, dict[str, float]]") -> "OrderedDict[str, fl
     return flat
 
 
+class StopTraining(Exception):
+    """Raised by a run's ``on_epoch`` callback to end training after this epoch (a time
+    budget, say): the best model so far is kept and tested, as after early stopping."""
+
+
 class HarnessTrainer(Trainer):
     def __init__(self, config, model, ks=DEFAULT_KS):
         super().__init__(config, model)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks, run once on a lent GPU machine (Python 3.12, torch + CUDA, no RecBole):
+#   python -m bench.benchmarks.gpu_check (every model, ours beside RecBole's, $BUDGET seconds),
 #   learning per epoch (ours vs RecBole's NARM on Diginetica, SASRec on Beauty, 5 epochs),
 #   GRU4Rec one epoch on CUDA (official Diginetica parameters), a profile of NARM's steps.
 # Expects cp312 wheels in .whl/ (recbole, colorlog, texttable, thop, pandas, pytz, tzdata)
@@ -20,6 +21,8 @@ export DATA_ROOT
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   $PY -m bench convert srgnn "$DATA/diginetica" --name diginetica --out "$DATA_ROOT"
   $PY -m bench convert pairs "$DATA/amazon-beauty/Beauty.txt" --name beauty --out "$DATA_ROOT"
+  $PY -m bench.benchmarks.gpu_check --budget-seconds "${BUDGET:-240}" --data-root "$DATA_ROOT" --out "$OUT"
+  [ -n "${ONLY_GPU_CHECK:-}" ] && exit 0
   $PY - <<'PY'
 import json, os, time, tempfile
 import torch
