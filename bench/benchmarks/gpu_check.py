@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
         print(json.dumps({k: run[k] for k in ("label", "epochs", "seconds_per_epoch", "wall_seconds")}), flush=True)
     compare(runs)
-    out = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
+    cpu = platform.processor() or platform.machine()
+    out = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({cpu})",
            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
            "command": " ".join(["python -m bench.benchmarks.gpu_check", *(sys.argv[1:] if argv is None else argv)]),
            "commit": _commit(), "budget_seconds": args.budget_seconds, "seed": args.seed,
