@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import bench.compat  # noqa: F401
+from bench.convert.protocols import LEAVE_ONE_OUT
 from bench.errors import InputError
 from bench.evaluator import CaseSet
 from bench.rows import LOSS_MASK_FIELD, LOSS_START_FIELD, sequence_events  # noqa: F401  (the row helpers, a leaf)
@@ -111,7 +112,32 @@ class Splits:
         return self.manifest["protocol"]
 
     def cases(self, split: str) -> CaseSet:
-        return CaseSet(getattr(self, split), self.config["eval_batch_size"], self.negatives)
+        # Leave-one-out test cases are also ranked without the user's seen items
+        # (bench.evaluator); validation, which only selects epochs, ranks all items.
+        seen = seen_before_test(self) if split == "test" and self.protocol == LEAVE_ONE_OUT else None
+        return CaseSet(getattr(self, split), self.config["eval_batch_size"], self.negatives, seen)
+
+
+def seen_before_test(splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(indptr, items)``: for every user (internal id), the distinct items of their
+    training rows and validation row, inputs and targets: everything the user interacted
+    with before the test target (the converter writes every prefix, so long histories
+    are covered too)."""
+    uid_field, iid_field = splits.train.uid_field, splits.train.iid_field
+    list_field = splits.config["ITEM_ID_FIELD"] + splits.config["LIST_SUFFIX"]
+    users, items = [], []
+    for part in (splits.train.inter_feat, splits.valid.inter_feat):
+        history = part[list_field]
+        users += [part[uid_field].view(-1, 1).expand_as(history).reshape(-1), part[uid_field]]
+        items += [history.reshape(-1), part[iid_field]]
+    users, items = torch.cat(users).long(), torch.cat(items).long()
+    real = items > 0  # 0 pads the histories
+    n_items = splits.dataset.item_num
+    pairs = torch.unique(users[real] * n_items + items[real])  # sorted: by user, then item
+    counts = torch.bincount(pairs // n_items, minlength=splits.dataset.user_num)
+    indptr = torch.zeros(len(counts) + 1, dtype=torch.long)
+    indptr[1:] = torch.cumsum(counts, 0)
+    return indptr, pairs % n_items
 
 
 def load_splits(config, data_root: str | Path = DEFAULT_DATA_ROOT) -> Splits:

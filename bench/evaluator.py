@@ -13,7 +13,12 @@ number per case, the **rank of the target**, and derive every metric from it:
 * **Full ranking** ranks the target against every item. **Sampled** ranking (the
   leave-one-out protocol of the SASRec paper) ranks it against the 100 negatives the
   converter drew once per user, the same for every model.
-* No item is masked, seen or not: a next item may be a repeat.
+* No item is masked, seen or not: a next item may be a repeat. Leave-one-out test
+  cases are also ranked a second way, **seen items excluded** (``unseen``, as RecBole's
+  full-sort evaluation and most leave-one-out papers do): the items the user interacted
+  with before the target are not candidates, and a target among them is a miss (rank
+  ``n + 1`` over ``n`` candidates). The other candidates' ranks do not move: an
+  excluded item counts as scored below the target.
 * ``Recall@K`` (= HR@K, one target per case) = rank <= K;
   ``MRR@K`` = 1/rank if rank <= K else 0; ``NDCG@K`` = 1/log2(rank + 1) if rank <= K.
 """
@@ -88,11 +93,15 @@ class CaseSet:
 
     ``negatives`` is a ``[num_users, n]`` tensor of internal item ids, indexed by the
     internal user/session id, for sampled ranking; ``None`` means full ranking only.
+    ``seen`` is ``(indptr, items)``, a CSR of the internal item ids each user interacted
+    with before the case's target (user ``u``'s are ``items[indptr[u]:indptr[u + 1]]``),
+    for the ``unseen`` ranking; ``None`` leaves it out.
     """
 
     dataset: object  # recbole Dataset holding one case per row, in file order
     batch_size: int = 1024
     negatives: torch.Tensor | None = None
+    seen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -115,7 +124,20 @@ class CaseSet:
 
     @property
     def protocols(self) -> Sequence[str]:
-        return ("full", "sampled") if self.negatives is not None else ("full",)
+        return (("full",) + (("unseen",) if self.seen is not None else ())
+                + (("sampled",) if self.negatives is not None else ()))
+
+
+def seen_mask(seen: tuple[torch.Tensor, torch.Tensor], users: torch.Tensor, n_items: int) -> torch.Tensor:
+    """``[len(users), n_items]`` booleans: True where the row's user saw the item."""
+    indptr, items = seen
+    starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
+    rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
+    within = torch.arange(int(lengths.sum()), device=users.device) - torch.repeat_interleave(
+        torch.cumsum(lengths, 0) - lengths, lengths)
+    mask = torch.zeros(len(users), n_items, dtype=torch.bool, device=users.device)
+    mask[rows, items[torch.repeat_interleave(starts, lengths) + within]] = True
+    return mask
 
 
 class ScoreError(RuntimeError):
@@ -131,6 +153,7 @@ def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "di
     model.eval()
     out: dict[str, list[np.ndarray]] = {p: [] for p in cases.protocols}
     negatives = None if cases.negatives is None else cases.negatives.to(device)
+    seen = None if cases.seen is None else tuple(t.to(device) for t in cases.seen)
     buffer = None
     try:
         for batch in cases.batches():
@@ -146,6 +169,12 @@ def rank_cases(model, cases: CaseSet, device: torch.device | str = "cpu") -> "di
             if torch.isnan(full).any():  # a NaN score anywhere in the row
                 raise ScoreError(f"{type(model).__name__} produced NaN scores")
             out["full"].append(full.cpu().numpy())
+            if seen is not None:
+                excluded = seen_mask(seen, batch[user_field].long(), scores.shape[1])
+                unseen = target_ranks(scores.masked_fill(excluded, -torch.inf)[:, 1:], targets - 1, buffer)
+                n_candidates = scores.shape[1] - 1
+                unseen[excluded.gather(1, targets.view(-1, 1)).squeeze(1)] = n_candidates + 1  # a seen target: a miss
+                out["unseen"].append(unseen.cpu().numpy())
             if negatives is not None:
                 candidates = torch.cat([targets.view(-1, 1), negatives[batch[user_field].long()]], dim=1)
                 sampled = scores.gather(1, candidates)

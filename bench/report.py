@@ -43,7 +43,9 @@ BASELINES = frozenset({"pop", "spop", "itemknn", "bprmf", "sknn", "vsknn", "stan
                        "recbole:Pop", "recbole:ItemKNN", "recbole:BPR"})
 ALPHA = 0.05
 BETTER, WORSE = "†", "‡"
-PROTOCOL_TITLES = {"full": "full ranking (all items)", "sampled": "sampled ranking (target + 100 sampled negatives)"}
+PROTOCOL_TITLES = {"full": "full ranking (all items)",
+                   "unseen": "full ranking, the user's seen items excluded",
+                   "sampled": "sampled ranking (target + 100 sampled negatives)"}
 TEST_NAME = ("two-sided Wilcoxon signed-rank test, paired by test case, on the per-case {metric} "
              "(each model's per-case value averaged over its seeds), Holm–Bonferroni corrected over "
              "the models of the table, alpha {alpha}")
@@ -394,7 +396,7 @@ class SuiteReport:
         out = [f"## {dataset}", "", f"Protocol: **{protocol}**. Published numbers: "
                + (f"`{key}`." if key else "none attached."), ""]
         runs = self.by_dataset[dataset]
-        table_protocols = [p for p in ("full", "sampled")
+        table_protocols = [p for p in PROTOCOL_TITLES
                            if any(p in r.get("metrics", {}).get("test", {}) for rs in runs.values() for r in rs)]
         for table_protocol in table_protocols:
             out += self.accuracy_table(dataset, protocol, table_protocol, key)
