@@ -11,26 +11,7 @@ import torch
 from bench.convert import convert
 from bench.evaluator import CaseSet, rank_cases, seen_mask
 from conftest import shared
-
-
-class _Split:
-    def __init__(self, users, targets, item_num):
-        from recbole.data.interaction import Interaction
-
-        self.inter_feat = Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(targets)})
-        self.uid_field, self.iid_field, self.item_num = "user_id", "item_id", item_num
-
-    def __len__(self):
-        return len(self.inter_feat)
-
-
-class _Fixed(torch.nn.Module):
-    def __init__(self, scores):
-        super().__init__()
-        self.scores = scores
-
-    def full_sort_predict(self, batch):
-        return self.scores[batch["user_id"]]
+from test_evaluator import _Recorder, _Split
 
 
 def _csr(per_user: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +35,7 @@ def test_seen_items_are_not_candidates_and_a_seen_target_is_a_miss():
                            [0.0, 0.5, 0.4, 0.3, 0.2, 0.1]])  # user 2 saw item 3, the target itself
     cases = CaseSet(_Split([0, 1, 2], [4, 5, 3], 6), batch_size=2, seen=_csr([[1, 2], [3], [3]]))
     assert cases.protocols == ("full", "unseen")
-    ranks = rank_cases(_Fixed(scores), cases)
+    ranks = rank_cases(_Recorder(scores), cases)
     # full: user 0's target 4 has 3 items above; user 1's target 5 has items 2, 3, 4 above;
     # user 2's target 3 has items 1 and 2 above
     assert ranks["full"].tolist() == [4.0, 4.0, 3.0]
