@@ -133,10 +133,10 @@ def seen_mask(seen: tuple[torch.Tensor, torch.Tensor], users: torch.Tensor, n_it
     indptr, items = seen
     starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
     rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
-    within = torch.arange(int(lengths.sum()), device=users.device) - torch.repeat_interleave(
-        torch.cumsum(lengths, 0) - lengths, lengths)
+    # the k-th seen item of all rows together is items[k + start of its row - where its row begins in k]
+    shift = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
     mask = torch.zeros(len(users), n_items, dtype=torch.bool, device=users.device)
-    mask[rows, items[torch.repeat_interleave(starts, lengths) + within]] = True
+    mask[rows, items[torch.arange(len(rows), device=users.device) + shift]] = True
     return mask
 
 

@@ -138,14 +138,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown pair {pair!r}")
         ensure_converted(dataset, data_root)
         sides = {"recbole": side_over_seeds(theirs, dataset, args.epochs, seeds, data_root)}
-        print(json.dumps({pair: {"recbole": sides["recbole"]}}), flush=True)
+        print(json.dumps({pair: {"recbole": sides["recbole"]["mean"]}}), flush=True)
         for model, settings in ours:
             label = f"ours ({settings.get('batch_unit')})"
             sides[label] = side_over_seeds((model, settings), dataset, args.epochs, seeds, data_root)
             sides[label]["vs_recbole"] = compare(sides[label]["mean"], sides["recbole"]["mean"])
             sides[label]["vs_recbole_per_seed"] = [compare(o, t) for o, t in zip(sides[label]["runs"],
                                                                                 sides["recbole"]["runs"])]
-            print(json.dumps({pair: {label: sides[label]}}), flush=True)
+            print(json.dumps({pair: {label: {"mean": sides[label]["mean"], "vs_recbole": sides[label]["vs_recbole"]}}}),
+                  flush=True)  # each run was printed as it ended
         out["pairs"][pair] = {"dataset": dataset, "sides": sides}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
