@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 import bench  # noqa: F401  (compat shims: workers import this module before RecBole)
 from bench.errors import InputError
-from bench.store import RunKey, ResultStore, now
+from bench.store import PROGRESS_ROOT, RunKey, ResultStore, now
 
 if TYPE_CHECKING:
     from bench.runner import ValidationStage
@@ -64,6 +64,7 @@ class PlannedRun:
     trainable: bool = True
     state: str = "missing"  # missing | failed | changed | finished (what the store holds)
     validation: "ValidationStage | None" = None  # a stored early-stopped fit that refit: true reuses
+    progress_dir: str | None = None  # per-epoch progress of this run and config (resumed if there)
 
     @property
     def label(self) -> str:
@@ -116,13 +117,15 @@ def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
     home = os.getcwd()
     workdir = Path(tempfile.mkdtemp(prefix="bench-run-"))
     os.chdir(workdir)  # RecBole's trainer writes log_tensorboard/ into the current folder
+    progress_dir = _usable_progress_dir(run.progress_dir)
     try:
         result = run_once(run.key.model, run.key.dataset, run.key.seed, workdir,
                           {**run.settings, **_device_settings()}, data_root=run.data_root,
-                          validated=run.validation,
+                          validated=run.validation, progress_dir=progress_dir,
                           on_epoch=lambda epoch, score: _tell(progress, ("epoch", run.label, epoch, score)))
         record, ranks = record_from_result(run.key, result, run.manifest, run.manifest_sha256,
                                            started_at=started_at, environment_at_start=environment_at_start)
+        _discard_progress(progress_dir)  # the record holds what it meant
         return {"status": "finished", "record": record, "ranks": ranks}
     except Exception as err:  # noqa: BLE001  (any failure of a run is recorded, the suite goes on)
         return {"status": "failed", "error": f"{type(err).__name__}: {err}",
@@ -130,6 +133,40 @@ def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
     finally:
         os.chdir(home)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _usable_progress_dir(folder: str | None) -> Path | None:
+    """``folder`` made ready for this run's progress, with the progress of the run's
+    older configs (sibling folders, other config hashes) removed: a changed config
+    starts afresh. None where it cannot be written (a cluster node without the
+    driver's results path): the run then trains without resuming."""
+    if folder is None:
+        return None
+    folder = Path(folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        for stale in folder.parent.iterdir():
+            if stale.is_dir() and stale.name != folder.name:
+                shutil.rmtree(stale, ignore_errors=True)
+        folder.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    return folder
+
+
+def _discard_progress(folder: Path | None) -> None:
+    """Remove a stored run's progress folder, and its parents up to the progress root
+    while they are empty."""
+    if folder is None:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            return  # not empty: another run's progress
+        if parent.name == PROGRESS_ROOT:
+            return
 
 
 # -- the driver side ------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class RunResult:
     refit_seconds: float = 0.0
     refit_curve: list = field(default_factory=list)
     validation_from: dict | None = None  # ValidationStage.source when the early-stopped fit was reused
+    resumed: dict = field(default_factory=dict)  # {"fit": epoch, "refit": epoch}: where a stage resumed
 
     @property
     def seconds_per_epoch(self) -> float | None:
@@ -134,7 +135,8 @@ def train_loader(spec: ModelSpec, config, splits: Splits, train=None):
 def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides: dict | None = None,
              data_root: str | Path = DEFAULT_DATA_ROOT,
              on_epoch: Callable[[int, float], None] | None = None,
-             evaluate_test: bool = True, validated: ValidationStage | None = None) -> RunResult:
+             evaluate_test: bool = True, validated: ValidationStage | None = None,
+             progress_dir: str | Path | None = None) -> RunResult:
     """Train ``model`` on ``dataset`` with ``seed`` and evaluate it; checkpoints go to ``workdir``.
 
     ``on_epoch(epoch, valid_score)`` is called after every validation (progress
@@ -143,7 +145,9 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     so far (a time budget). ``evaluate_test=False``
     (tuning) never ranks the test cases: the result holds validation metrics only.
     ``validated``: the early-stopped fit of a stored run, reused by ``refit: true``
-    (:class:`ValidationStage`).
+    (:class:`ValidationStage`). ``progress_dir``: a folder of this run and config alone;
+    each training stage saves its progress there after every epoch and resumes from it
+    (:meth:`bench.training.HarnessTrainer.keep_progress`).
     """
     from recbole.utils import init_seed
 
@@ -177,12 +181,16 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     elif trainable:
         trainer_cls = spec.trainer or HarnessTrainer
         trainer = trainer_cls(config, net)
+        if progress_dir is not None:
+            trainer.keep_progress(Path(progress_dir) / "fit")
         try:
             trainer.fit(train_loader(spec, config, splits), valid_cases, saved=True, callback_fn=on_epoch,
                         show_progress=live_progress())
         except StopTraining:
             pass  # the callback ended training after an epoch; its best checkpoint is saved
-        result.train_seconds = time.perf_counter() - start
+        result.train_seconds = trainer.fit_seconds
+        if trainer.resumed_at is not None:
+            result.resumed["fit"] = trainer.resumed_at
         result.curve = trainer.curve
         best = max(trainer.curve, key=lambda c: c.get("valid", {}).get(trainer.valid_metric, -np.inf), default=None)
         result.best_epoch = None if best is None else best["epoch"]
@@ -192,7 +200,7 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
         valid_ranks = rank_cases(net, valid_cases, config["device"])
     tested = net
     if evaluate_test:
-        tested = _model_for_test(spec, config, splits, net, result, workdir)
+        tested = _model_for_test(spec, config, splits, net, result, progress_dir)
     start = time.perf_counter()
     test_ranks = rank_cases(tested, test_cases, config["device"]) if evaluate_test else {}
     result.eval_seconds = time.perf_counter() - start
@@ -209,7 +217,8 @@ def live_progress() -> bool:
     return sys.stderr.isatty()
 
 
-def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunResult, workdir: Path):
+def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunResult,
+                    progress_dir: str | Path | None = None):
     """The model that ranks the test cases (:data:`bench.protocol.FIT_PROTOCOLS`).
 
     A model with nothing to fit by gradient (POP, S-POP, kNN) is fitted again on all
@@ -237,9 +246,12 @@ def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunRes
     refitted = build_model(spec, config, splits, all_training)
     trainer = (spec.trainer or HarnessTrainer)(config, refitted)
     trainer.saved_model_file = str(Path(config["checkpoint_dir"]) / "refit.pth")
-    start = time.perf_counter()
+    if progress_dir is not None:
+        trainer.keep_progress(Path(progress_dir) / "refit")
     trainer.fit(train_loader(spec, config, splits, all_training), None, saved=True)
-    result.refit_seconds = time.perf_counter() - start
+    result.refit_seconds = trainer.fit_seconds
+    if trainer.resumed_at is not None:
+        result.resumed["refit"] = trainer.resumed_at
     result.refit_curve = trainer.curve
     result.fit_protocol = "refit"
     return refitted

@@ -6,6 +6,9 @@ Layout (``root`` is ``results/`` by default)::
         record.json   what the run was and what it measured (schema below)
         ranks.npz     per-case target ranks, in case order: test_full, test_sampled, valid_full, ...
     <root>/<suite>/suite.json   what the suite runner knew (command, suite file, published keys)
+    <root>/.partial/<suite>/<dataset>/<model>/seed-<seed>/<config hash>/{fit,refit}/
+        progress.pth, best.pth   a run in flight, after its last finished epoch (removed
+                                 once the run is stored; a rerun of the same config resumes there)
 
 ``<model>`` is the suite's model name with ``:`` replaced by ``-``
 (``recbole:GRU4Rec`` -> ``recbole-GRU4Rec``).
@@ -32,6 +35,7 @@ only by a rerun that finished, or by any run of a changed config.
     best_epoch, epochs_trained, fit_protocol (a key of bench.runner.FIT_PROTOCOLS), refit_curve,
     validation_from (null, or {"commit", "finished_at", "config_hash"} of the stored run whose
     early-stopped fit a ``refit: true`` run reused: its curve and validation ranks),
+    resumed (null, or {"fit": epoch, "refit": epoch}: the stage went on from that epoch's saved progress),
     timings {"seconds_per_epoch", "train_seconds", "refit_seconds", "eval_seconds", "eval_cases_per_second"},
     num_test_cases, num_parameters, peak_memory_mb, environment, started_at, finished_at,
     ranks_file ("ranks.npz", or null when no ranks were stored)
@@ -60,6 +64,7 @@ if TYPE_CHECKING:  # the runner imports torch and RecBole; the store and reports
 
 RECORD_FILE = "record.json"
 RANKS_FILE = "ranks.npz"
+PROGRESS_ROOT = ".partial"  # per-epoch progress of runs in flight: <root>/.partial/<suite>/...
 SUITE_FILE = "suite.json"  # <root>/<suite>/suite.json: the suite runner's metadata, for reports
 REPO = Path(__file__).resolve().parents[1]
 
@@ -220,6 +225,7 @@ def record_from_result(key: RunKey, result: "RunResult", manifest: dict, manifes
         "fit_protocol": result.fit_protocol,
         "refit_curve": _plain_metrics(result.refit_curve),
         "validation_from": result.validation_from,
+        "resumed": dict(result.resumed) or None,  # {"fit": epoch, "refit": epoch}: a stage went on from there
         "timings": {
             "seconds_per_epoch": result.seconds_per_epoch,
             "train_seconds": float(result.train_seconds),
@@ -249,6 +255,14 @@ class ResultStore:
 
     def run_dir(self, key: RunKey) -> Path:
         return self.root / key.suite / key.dataset / model_dirname(key.model) / f"seed-{key.seed}"
+
+    def progress_dir(self, key: RunKey, digest: str) -> Path:
+        """Where a run with config hash ``digest`` keeps its per-epoch progress while it
+        trains (:meth:`bench.training.HarnessTrainer.keep_progress`). Outside the
+        records (a dot folder, which reports skip and git ignores): checkpoints are
+        tens of MB and mean nothing once the run is stored."""
+        return (self.root / PROGRESS_ROOT / key.suite / key.dataset / model_dirname(key.model)
+                / f"seed-{key.seed}" / digest)
 
     def read(self, key: RunKey) -> dict | None:
         path = self.run_dir(key) / RECORD_FILE

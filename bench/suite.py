@@ -516,7 +516,8 @@ def plan(suite: Suite, data_root: str | Path, store: ResultStore, use_tuned: boo
                 validation = (stored_validation(store, record, digest, manifest_sha)
                               if state == "changed" and trainable and config.get("refit") else None)
                 runs.append(PlannedRun(key, settings, config, digest, manifest.get("protocol"), manifest,
-                                       manifest_sha, str(data_root), trainable, state, validation))
+                                       manifest_sha, str(data_root), trainable, state, validation,
+                                       str(store.progress_dir(key, digest).resolve()) if trainable else None))
     return runs
 
 

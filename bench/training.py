@@ -10,12 +10,28 @@ checkpoint) with three changes:
   session-parallel mini-batches), not RecBole's private ``_train_epoch``;
 * Adam and AdamW run fused;
 * autograd's anomaly detection, which importing RecBole's sequential models switches
-  on (:mod:`bench.compat`), is switched off: every model trains at full speed.
+  on (:mod:`bench.compat`), is switched off: every model trains at full speed;
+* with :meth:`HarnessTrainer.keep_progress` a fit saves its state after every epoch
+  and a later process resumes it there (a suite run of hours killed at epoch 10 goes
+  on from epoch 11, not from 0).
+
+**Resuming.** The progress file holds what the next epoch depends on: the model, the
+optimiser, the early-stopping state (best score, epochs without improvement), the epoch
+curve, the seconds spent, and the random states (torch, numpy, Python, the data
+loader's and the trainer's own generators). It is written after every validated epoch
+(every epoch of a fit without validation), atomically, so a kill leaves the previous
+epoch's file. On CPU with the same thread count a resumed run trains
+exactly as an uninterrupted one (tests/test_resume.py); state that is cheap to redraw
+(GRU4Rec's cache of pre-drawn negatives) is drawn again from the generator state it was
+first drawn from, not saved.
 """
 from __future__ import annotations
 
+import os
+import random
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +50,10 @@ def flat_metrics(metrics: "dict[str, dict[str, float]]") -> "OrderedDict[str, fl
     return flat
 
 
+PROGRESS_FILE = "progress.pth"
+BEST_MODEL_FILE = "best.pth"
+
+
 class StopTraining(Exception):
     """Raised by a run's ``on_epoch`` callback to end training after this epoch (a time
     budget, say): the best model so far is kept and tested, as after early stopping."""
@@ -48,6 +68,98 @@ class HarnessTrainer(Trainer):
         self.last_ranks: dict[str, np.ndarray] | None = None
         self.last_metrics: dict | None = None
         self.last_eval_seconds = 0.0
+        self.progress_file: Path | None = None
+        self.resumed_at: int | None = None  # epochs already trained by an earlier process
+        self.seconds_before = 0.0  # fit seconds spent by earlier processes
+        self._validating = False
+        self._fit_started = 0.0
+
+    # -- resuming -------------------------------------------------------------------
+    def keep_progress(self, folder: str | Path) -> None:
+        """Save the fit's progress (and its best model) in ``folder`` after every epoch, and
+        resume from what an earlier process left there. ``folder`` must belong to one
+        run and one config: the caller keys it by the config hash."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.progress_file = folder / PROGRESS_FILE
+        self.saved_model_file = str(folder / BEST_MODEL_FILE)
+
+    def progress_state(self) -> dict:
+        """What a subclass's next epoch depends on beyond model and optimiser (its own
+        generators, say), saved with the progress; :meth:`load_progress_state` restores it."""
+        return {}
+
+    def load_progress_state(self, state: dict) -> None:
+        pass
+
+    def _random_state(self, train_data) -> dict:
+        loader = getattr(train_data, "generator", None)
+        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "loader": loader.get_state() if isinstance(loader, torch.Generator) else None}
+
+    def _set_random_state(self, state: dict, train_data) -> None:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        if state["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        loader = getattr(train_data, "generator", None)
+        if state["loader"] is not None and isinstance(loader, torch.Generator):
+            loader.set_state(state["loader"])
+
+    def _save_progress(self, epoch_idx: int, train_data, stopped: bool) -> None:
+        state = {"epoch": epoch_idx, "stopped": stopped, "cur_step": self.cur_step,
+                 "best_valid_score": self.best_valid_score, "best_valid_result": self.best_valid_result,
+                 "curve": self.curve, "seconds": self.seconds_before + time.perf_counter() - self._fit_started,
+                 "state_dict": self.model.state_dict(), "other_parameter": self.model.other_parameter(),
+                 "optimizer": self.optimizer.state_dict(), "random": self._random_state(train_data),
+                 "trainer": self.progress_state()}
+        partial = self.progress_file.with_name(f".{PROGRESS_FILE}.{os.getpid()}")
+        torch.save(state, partial)
+        os.replace(partial, self.progress_file)  # atomic: a kill leaves the last complete epoch
+
+    def _resume(self, train_data) -> dict:
+        # our own file, written by _save_progress: it holds numpy's and Python's RNG states
+        state = torch.load(self.progress_file, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state["other_parameter"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch, self.cur_step = state["epoch"] + 1, state["cur_step"]
+        self.best_valid_score, self.best_valid_result = state["best_valid_score"], state["best_valid_result"]
+        self.curve, self.seconds_before = list(state["curve"]), float(state["seconds"])
+        self.resumed_at = self.start_epoch
+        self._set_random_state(state["random"], train_data)
+        self.load_progress_state(state["trainer"])
+        return state
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's fit; with :meth:`keep_progress`, resumed where an earlier process stopped."""
+        self._validating = valid_data is not None and self.eval_step > 0
+        self._fit_started = time.perf_counter()
+        if self.progress_file is None:
+            return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        if self.progress_file.exists():
+            state = self._resume(train_data)
+            if state["stopped"] or self.start_epoch >= self.epochs:
+                return self.best_valid_score, self.best_valid_result  # that fit had ended
+
+        def after_validation(epoch_idx, valid_score):
+            try:
+                if callback_fn is not None:
+                    callback_fn(epoch_idx, valid_score)
+            except StopTraining:
+                self._save_progress(epoch_idx, train_data, stopped=True)
+                raise
+            # RecBole's early_stopping stops once cur_step exceeds stopping_step
+            self._save_progress(epoch_idx, train_data, stopped=self.cur_step > self.stopping_step)
+
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
+
+    @property
+    def fit_seconds(self) -> float:
+        """Seconds of the fit so far, earlier processes' included."""
+        return self.seconds_before + time.perf_counter() - self._fit_started
 
     # -- training -----------------------------------------------------------------
     def _build_optimizer(self, **kwargs):
@@ -73,6 +185,8 @@ class HarnessTrainer(Trainer):
         loss = self.train_epoch(train_data, epoch_idx, show_progress=show_progress)
         total = float(sum(loss)) if isinstance(loss, tuple) else float(loss)
         self.curve.append({"epoch": epoch_idx, "train_loss": total, "train_seconds": time.perf_counter() - start})
+        if self.progress_file is not None and not self._validating:
+            self._save_progress(epoch_idx, train_data, stopped=False)  # no validation: saved every epoch
         return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):

@@ -146,8 +146,26 @@ class PopularitySampler:
         self.chunks = max(1, int(cache_size) // self.n_sample)
         self.generator = generator
         self._cache, self._next = None, 0
+        self._drawn_from: torch.Tensor | None = None  # the generator's state before the cache was drawn
+
+    def state(self) -> dict:
+        """Where the sampler stands, in a few bytes: the cache is redrawn from it, not saved."""
+        return {"drawn_from": self._drawn_from, "next": self._next}
+
+    def restore(self, state: dict) -> None:
+        """Continue exactly where :meth:`state` was taken (the generator's current state is kept)."""
+        if state["drawn_from"] is None:
+            return
+        get, put = ((self.generator.get_state, self.generator.set_state) if self.generator is not None
+                    else (torch.get_rng_state, torch.set_rng_state))
+        now = get()
+        put(state["drawn_from"])
+        self._refill()
+        self._next = int(state["next"])
+        put(now)
 
     def _refill(self) -> None:
+        self._drawn_from = torch.get_rng_state() if self.generator is None else self.generator.get_state()
         u = torch.rand(self.chunks * self.n_sample, generator=self.generator)
         # first item whose cumulative weight exceeds u (a zero-weight item never does)
         self._cache = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1).view(self.chunks, -1)
@@ -249,7 +267,15 @@ class GRU4RecTrainer(HarnessTrainer):
         self._sessions = None  # (dataset, items, offsets), rebuilt when the dataset changes
         self._prepared_for = None  # the items array that sampler and log_counts belong to
         self.sampler: PopularitySampler | None = None
+        self._sampler_state: dict | None = None  # a resumed run's sampler position
         self.log_counts: torch.Tensor | None = None
+
+    def progress_state(self) -> dict:
+        return {"generator": self.generator.get_state(), "sampler": self.sampler.state() if self.sampler else None}
+
+    def load_progress_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._sampler_state = state["sampler"]  # applied once the sampler exists (_prepare)
 
     def _build_optimizer(self, **kwargs):
         return AdagradM(self.model.parameters(), lr=self.config["learning_rate"],
@@ -268,6 +294,9 @@ class GRU4RecTrainer(HarnessTrainer):
         counts = torch.as_tensor(np.bincount(items, minlength=self.model.n_items)[: self.model.n_items])
         self.sampler = (PopularitySampler(counts, self.sample_alpha, self.n_sample, self.cache_size, self.generator)
                         if self.n_sample > 0 else None)
+        if self.sampler is not None and self._sampler_state is not None:
+            self.sampler.restore(self._sampler_state)
+        self._sampler_state = None
         # logQ: a mini-batch target is drawn ∝ count, an extra sample ∝ count^alpha (official code)
         self.log_counts = counts.double().clamp(min=1).log().float().to(self.device)
         self._prepared_for = items

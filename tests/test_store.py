@@ -151,7 +151,7 @@ def test_record_from_result_has_every_schema_field():
     record, ranks = record_from_result(KEY, result, {"protocol": "leave-one-out"}, "ab" * 32, started_at="t0")
     schema = {"status", "error", "traceback", "suite", "dataset", "model", "seed", "protocol", "config",
               "config_hash", "dataset_manifest_sha256", "valid_metric", "metrics", "curve", "best_epoch",
-              "epochs_trained", "fit_protocol", "refit_curve", "validation_from", "timings", "num_test_cases",
+              "epochs_trained", "fit_protocol", "refit_curve", "validation_from", "resumed", "timings", "num_test_cases",
               "num_parameters", "peak_memory_mb",
               "environment", "started_at", "finished_at", "ranks_file"}
     assert set(record) == schema
@@ -160,6 +160,7 @@ def test_record_from_result_has_every_schema_field():
     assert record["timings"] == {"seconds_per_epoch": 3.0, "train_seconds": 7.0, "refit_seconds": 0.0,
                                  "eval_seconds": 0.5, "eval_cases_per_second": 4.0}
     assert record["fit_protocol"] == "train" and record["refit_curve"] == [] and record["validation_from"] is None
+    assert record["resumed"] is None
     assert set(ranks) == {"test_full", "test_sampled", "valid_full"}
     json.dumps(record)  # plain JSON
 
