@@ -103,6 +103,7 @@ MODEL_ROWS: dict[str, tuple[str, ...]] = {
     "narm": ("NARM",),
     "sasrec": ("SASRec", "SASRec (BCE)"),
     "sasrec-ce": ("SASRec (CE)",),
+    "sasrec-kv": ("SASRec (BCE)",),
     "recbole:Pop": ("POP", "PopRec"),
     "recbole:ItemKNN": ("Item-KNN",),
     "recbole:BPR": ("BPR-MF", "BPR"),

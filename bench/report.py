@@ -167,6 +167,7 @@ def is_reference(model: str) -> bool:
 PAPER_NAMES = {
     "narm": "NARM", "narm-sampled": "NARM (sampled softmax)",
     "sasrec": "SASRec", "sasrec-ce": "SASRec (CE)", "sasrec-sampled": "SASRec (sampled softmax)",
+    "sasrec-kv": "SASRec (BCE, Klenitskiy & Vasilev's settings)",
     "gru4rec": "GRU4Rec", "pop": "POP", "spop": "S-POP", "itemknn": "Item-KNN", "bprmf": "BPR-MF",
     "sknn": "SKNN", "vsknn": "V-SKNN", "stan": "STAN", "vstan": "V-STAN",
 }

@@ -155,6 +155,7 @@ def test_rows_carry_the_papers_names():
 
     assert [model_label(m) for m in ("narm", "sasrec-ce", "spop", "itemknn", "bprmf", "recbole:NARM")] == [
         "NARM", "SASRec (CE)", "S-POP", "Item-KNN", "BPR-MF", "NARM (RecBole)"]
+    assert model_label("sasrec-kv") == "SASRec (BCE, Klenitskiy & Vasilev's settings)"
 
 
 def mean_of(cell: str) -> float:

@@ -308,6 +308,23 @@ def test_shipped_suites_are_valid_and_the_default_converts_its_data_on_the_fly(t
     assert not (tmp_path / "results").exists()  # a dry run trains and writes nothing
 
 
+def test_beautys_like_for_like_bce_row_has_the_references_settings_and_the_papers_row_keeps_its_own(
+        tmp_path, monkeypatch):
+    from bench.published import published_for
+    from bench.registry import resolve_model
+
+    monkeypatch.chdir(REPO)
+    if not (REPO.parent / "shared" / "data").is_dir():
+        pytest.skip("the beauty suite names the shared data")
+    beauty = load_suite(find_suite("beauty"), tmp_path / "atomic")
+    kv = {**resolve_model("sasrec-kv").settings, **beauty.settings("beauty", "sasrec-kv")}
+    assert resolve_model("sasrec-kv").cls is resolve_model("sasrec").cls
+    assert (kv["hidden_size"], kv["dropout_prob"], kv["stopping_step"], kv["epochs"]) == (64, 0.1, 10, 100)
+    paper = beauty.settings("beauty", "sasrec")
+    assert (paper["dropout_prob"], paper["stopping_step"], paper["epochs"]) == (0.5, 5, 200)
+    assert published_for("beauty", "unseen", "sasrec-kv")[0] == "SASRec (BCE)"
+
+
 def test_the_report_names_the_suite_file_relative_to_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     default = load_suite(find_suite(None), tmp_path / "atomic")
