@@ -1,7 +1,7 @@
 """RecBole's trainer, with the one evaluator plugged in and every epoch recorded.
 
 ``HarnessTrainer`` is RecBole's ``Trainer`` (optimiser, early stopping, best-model
-checkpoint) with three changes:
+checkpoint) with these changes:
 
 * ``evaluate`` ranks cases with :mod:`bench.evaluator` instead of RecBole's metrics,
   so validation (early stopping) and test use the same code for every model;
@@ -17,10 +17,11 @@ checkpoint) with three changes:
 
 **Resuming.** The progress file holds what the next epoch depends on: the model, the
 optimiser, the early-stopping state (best score, epochs without improvement), the epoch
-curve, the seconds spent, and the random states (torch, numpy, Python, the data
-loader's and the trainer's own generators). It is written after every validated epoch
-(every epoch of a fit without validation), atomically, so a kill leaves the previous
-epoch's file. On CPU with the same thread count a resumed run trains
+curve, the seconds spent, the random states (torch, numpy, Python, the data loader's
+generator) and what a trainer adds through :meth:`HarnessTrainer.progress_state`
+(GRU4Rec's generator and its negative sampler's position). It is written after every
+validated epoch (every epoch of a fit without validation), atomically, so a kill leaves
+the previous epoch's file. On CPU with the same thread count a resumed run trains
 exactly as an uninterrupted one (tests/test_resume.py); state that is cheap to redraw
 (GRU4Rec's cache of pre-drawn negatives) is drawn again from the generator state it was
 first drawn from, not saved.
