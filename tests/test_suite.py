@@ -197,6 +197,48 @@ def test_a_killed_suite_resumes_where_it_stopped(ray_local, diginetica_slice, tm
         json.loads(path.read_text())
 
 
+EPOCHS = """
+name: epochs
+datasets: [{dataset}]
+models: [narm]
+seeds: [0]
+overrides:
+  all: {{epochs: 4, stopping_step: 10}}
+  model:
+    narm: {{embedding_size: 16, hidden_size: 16, train_batch_size: 64}}
+"""
+
+
+def test_a_run_killed_mid_fit_goes_on_from_its_last_epoch(ray_local, diginetica_slice, tmp_path):
+    """The driver and its worker die after the run's first epoch: the next `bench run`
+    resumes that run at its second epoch, and the finished record says so."""
+    data_root, name = diginetica_slice
+    path = write_suite(tmp_path, EPOCHS.format(dataset=name))
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "bench", "run", str(path), "--cpus", "1", "--data-root", str(data_root),
+               "--results", str(results), "--reports", str(tmp_path / "reports"), "--no-tuned"]
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 150
+        while not list(results.glob(".partial/epochs/*/narm/seed-0/*/fit/progress.pth")):
+            assert driver.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "no epoch saved in time"
+            time.sleep(0.1)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver, its Ray and the worker: a session's hard end
+        driver.wait()
+        log.close()
+    assert not records(results, "epochs")
+
+    suite = load_suite(path, data_root)
+    run_suite(suite, data_root=data_root, results=results, reports=None, use_tuned=False)
+    (record,) = records(results, "epochs").values()
+    assert record["status"] == "finished" and record["resumed"]["fit"] >= 1
+    assert [c["epoch"] for c in record["curve"]] == [0, 1, 2, 3]  # the epochs before the kill are kept
+    assert not (results / ".partial").exists()  # a stored run's progress goes
+
+
 # -- checks before anything trains -------------------------------------------------------------
 
 BAD_SUITES = {
