@@ -121,8 +121,10 @@ class HarnessTrainer(Trainer):
         os.replace(partial, self.progress_file)  # atomic: a kill leaves the last complete epoch
 
     def _resume(self, train_data) -> dict:
-        # our own file, written by _save_progress: it holds numpy's and Python's RNG states
-        state = torch.load(self.progress_file, map_location=self.device, weights_only=False)
+        # our own file, written by _save_progress: it holds numpy's and Python's RNG states.
+        # Loaded on the CPU: RNG states must be CPU tensors; load_state_dict moves the
+        # model's and the optimiser's tensors to their parameters' device.
+        state = torch.load(self.progress_file, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["state_dict"])
         self.model.load_other_parameter(state["other_parameter"])
         self.optimizer.load_state_dict(state["optimizer"])
