@@ -402,6 +402,7 @@ class SuiteReport:
         for table_protocol in table_protocols:
             out += self.accuracy_table(dataset, protocol, table_protocol, key)
         out += self.efficiency_table(dataset)
+        out += self.softmax_table(dataset)
         curve = self.plot_curves(dataset)
         if curve is not None:
             out += [f"![Learning curves on {dataset}]({curve.relative_to(self.out_dir).as_posix()})", ""]
@@ -546,6 +547,74 @@ class SuiteReport:
                 tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
                 "Best epoch counts from 1. Training time includes the per-epoch validation; evaluation throughput "
                 "is test cases ranked per second. Peak memory is the process's peak resident set size.", ""]
+
+    #: the two metrics a full-against-sampled softmax table shows, per protocol (main metric last)
+    SOFTMAX_METRICS = {"session": ("recall@20", "mrr@20"), "leave-one-out": ("recall@10", "ndcg@10")}
+
+    def softmax_pairs(self, dataset: str) -> list[tuple[str, str]]:
+        """``(full, sampled)`` model pairs: a model trained with ``loss_type: sampled`` and
+        the same model class trained with the full softmax (``loss_type: CE``)."""
+        runs = self.by_dataset[dataset]
+        models = model_order(runs, self.meta)
+
+        def loss(m):
+            return {str(r["config"].get("loss_type", "")).upper() for r in runs[m]}
+
+        def model_class(m):
+            return {r["config"].get("model") for r in runs[m]}
+
+        pairs = []
+        for sampled in models:
+            if loss(sampled) == {"SAMPLED"}:
+                full = [m for m in models if loss(m) == {"CE"} and model_class(m) == model_class(sampled)]
+                if full:
+                    pairs.append((full[0], sampled))
+        return pairs
+
+    def softmax_table(self, dataset: str) -> list[str]:
+        """Full softmax against sampled softmax in one table: accuracy and cost per epoch
+        side by side, the question a large catalogue asks."""
+        from tabulate import tabulate
+
+        pairs = self.softmax_pairs(dataset)
+        if not pairs:
+            return []
+        protocol = self.protocol(dataset)
+        units, metrics = Units(protocol), self.SOFTMAX_METRICS[protocol]
+        main = metrics[-1]
+        runs = self.by_dataset[dataset]
+
+        def test_mean(m, metric):
+            return _mean(r["metrics"]["test"].get("full", {}).get(metric) for r in runs[m])
+
+        def per_epoch(m):
+            return _mean((r.get("timings") or {}).get("seconds_per_epoch") for r in runs[m])
+
+        rows = []
+        for full, sampled in pairs:
+            for m in (full, sampled):
+                config = runs[m][0]["config"]
+                loss = ("full softmax" if m == full else
+                        f"{config.get('n_negatives')} negatives ∝ count^{config.get('sample_alpha')}, logQ")
+                row = [model_label(m), loss, len(runs[m]), _num(per_epoch(m), 2)]
+                row += [units.value(v) if (v := test_mean(m, metric)) is not None else "–" for metric in metrics]
+                if m == sampled:
+                    acc, cost = test_mean(sampled, main), per_epoch(full)
+                    row += [f"{acc / test_mean(full, main):.2f}" if acc is not None and test_mean(full, main) else "–",
+                            f"{cost / per_epoch(sampled):.2f}x" if cost and per_epoch(sampled) else "–"]
+                else:
+                    row += ["1.00", "1.00x"]
+                rows.append(row)
+        headers = ["Model", "loss", "n", "s / epoch", *map(metric_label, metrics),
+                   f"{metric_label(main)} / full's", "speed-up per epoch"]
+        title = f"{dataset}: full softmax against sampled softmax (full ranking, test, {units.label})"
+        note = (f"Each sampled-softmax row next to the same model trained with the full softmax over all items; "
+                f"`{metric_label(main)} / full's` is its mean test {metric_label(main)} over the full-softmax "
+                f"row's; the speed-up is the full row's training seconds per epoch over its own (means over seeds; "
+                f"comparable where both ran on the same machine under the same load, see Environment).")
+        self.tables.append((title, note, headers, rows))
+        return [f"### {title}", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
+                note, ""]
 
     def plot_curves(self, dataset: str) -> Path | None:
         import matplotlib

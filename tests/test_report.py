@@ -359,3 +359,26 @@ def test_time_order_names_every_format():
 
     assert set(TIME_ORDER) == set(FORMATS)
     assert "session order" in TIME_ORDER["srgnn"]
+
+
+def test_full_and_sampled_softmax_side_by_side_with_their_ratios(diginetica_slice, tmp_path):
+    import torch
+
+    torch.set_num_threads(1)
+    store = ResultStore(tmp_path / "results")
+    root, name = diginetica_slice
+    small = {"epochs": 1, "embedding_size": 16, "hidden_size": 16}
+    for model, extra in (("narm", {}), ("narm-sampled", {"n_negatives": 64}), ("pop", {})):
+        run_into(store, "soft", root, name, model, {**small, **extra} if model != "pop" else {}, 0, tmp_path / "w")
+    text = write_report("soft", store, tmp_path / "reports", {}).read_text()
+    title = f"{name}: full softmax against sampled softmax (full ranking, test, in %)"
+    rows = {model_of(r): r for r in tables(text)[title]}
+    assert set(rows) == {"narm", "narm-sampled"}  # POP has no softmax to compare
+    full, sampled = (store.read(RunKey("soft", name, m, 0)) for m in ("narm", "narm-sampled"))
+    assert rows["narm"]["loss"] == "full softmax" and rows["narm-sampled"]["loss"].startswith("64 negatives")
+    mrr = [r["metrics"]["test"]["full"]["mrr@20"] for r in (full, sampled)]
+    assert rows["narm-sampled"]["MRR@20"] == f"{mrr[1] * 100:.2f}"
+    assert rows["narm-sampled"]["MRR@20 / full's"] == f"{mrr[1] / mrr[0]:.2f}"
+    per_epoch = [r["timings"]["seconds_per_epoch"] for r in (full, sampled)]
+    assert rows["narm-sampled"]["speed-up per epoch"] == f"{per_epoch[0] / per_epoch[1]:.2f}x"
+    assert rows["narm"]["speed-up per epoch"] == "1.00x"
