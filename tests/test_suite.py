@@ -151,20 +151,31 @@ overrides:
 """
 
 
+def start_driver_until(tmp_path: Path, suite_path: Path, data_root: Path, results: Path, pattern: str):
+    """`bench run` in its own process group, returned once ``results.glob(pattern)`` finds a file."""
+    command = [sys.executable, "-m", "bench", "run", str(suite_path), "--cpus", "1", "--data-root", str(data_root),
+               "--results", str(results), "--reports", str(tmp_path / "reports"), "--no-tuned"]
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 150
+    try:
+        while not list(results.glob(pattern)):
+            assert driver.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, f"nothing matched {pattern} in time"
+            time.sleep(0.1)
+    except BaseException:
+        os.killpg(driver.pid, signal.SIGKILL)
+        log.close()
+        raise
+    return driver, log
+
+
 def test_a_killed_suite_resumes_where_it_stopped(ray_local, diginetica_slice, tmp_path):
     data_root, name = diginetica_slice
     path = write_suite(tmp_path, RESUME.format(dataset=name))
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "bench", "run", str(path), "--cpus", "1", "--data-root", str(data_root),
-               "--results", str(results), "--reports", str(tmp_path / "reports"), "--no-tuned"]
-    log = open(tmp_path / "first.log", "w")
-    driver = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    driver, log = start_driver_until(tmp_path, path, data_root, results, "resume/*/*/seed-*/record.json")
     try:
-        deadline = time.monotonic() + 150
-        while not list(results.glob("resume/*/*/seed-*/record.json")):
-            assert driver.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline, "no run finished in time"
-            time.sleep(0.2)
         # One run is stored; with one CPU, Ray has already started the next one.
         driver.send_signal(signal.SIGKILL)
         driver.wait()
@@ -215,20 +226,11 @@ def test_a_run_killed_mid_fit_goes_on_from_its_last_epoch(ray_local, diginetica_
     data_root, name = diginetica_slice
     path = write_suite(tmp_path, EPOCHS.format(dataset=name))
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "bench", "run", str(path), "--cpus", "1", "--data-root", str(data_root),
-               "--results", str(results), "--reports", str(tmp_path / "reports"), "--no-tuned"]
-    log = open(tmp_path / "first.log", "w")
-    driver = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 150
-        while not list(results.glob(".partial/epochs/*/narm/seed-0/*/fit/progress.pth")):
-            assert driver.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline, "no epoch saved in time"
-            time.sleep(0.1)
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver, its Ray and the worker: a session's hard end
-        driver.wait()
-        log.close()
+    driver, log = start_driver_until(tmp_path, path, data_root, results,
+                                     ".partial/epochs/*/narm/seed-0/*/fit/progress.pth")
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver, its Ray and the worker: a session's hard end
+    driver.wait()
+    log.close()
     assert not records(results, "epochs")
 
     suite = load_suite(path, data_root)
