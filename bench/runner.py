@@ -245,9 +245,10 @@ def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunRes
     config["epochs"] = epochs
     refitted = build_model(spec, config, splits, all_training)
     trainer = (spec.trainer or HarnessTrainer)(config, refitted)
-    trainer.saved_model_file = str(Path(config["checkpoint_dir"]) / "refit.pth")
     if progress_dir is not None:
         trainer.keep_progress(Path(progress_dir) / "refit")
+    else:
+        trainer.saved_model_file = str(Path(config["checkpoint_dir"]) / "refit.pth")
     trainer.fit(train_loader(spec, config, splits, all_training), None, saved=True)
     result.refit_seconds = trainer.fit_seconds
     if trainer.resumed_at is not None:
