@@ -94,9 +94,17 @@ class PopularitySampledSoftmax:
         self.n_negatives = int(n_negatives)
         self.probs = (weights / weights.sum()).float()
         self.log_q = torch.log(self.probs)  # -inf for items never drawn (never used)
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def on(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probs, log_q)`` on ``device``, copied there once: no host-to-GPU copy per step."""
+        device = torch.device(device)
+        if device not in self._on_device:
+            self._on_device[device] = (self.probs.to(device), self.log_q.to(device))
+        return self._on_device[device]
 
     def sample(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        return torch.multinomial(self.probs.to(device), self.n_negatives, replacement=True)
+        return torch.multinomial(self.on(device)[0], self.n_negatives, replacement=True)
 
     def loss(self, output: torch.Tensor, targets: torch.Tensor, item_weight: torch.Tensor,
              negatives: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,7 +112,7 @@ class PopularitySampledSoftmax:
         if negatives is None:
             negatives = self.sample(output.device)
         positive = (output * item_weight[targets]).sum(-1)
-        correction = self.log_q.to(output.device)[negatives] + math.log(len(negatives))
+        correction = self.on(output.device)[1][negatives] + math.log(len(negatives))
         negative = output @ item_weight[negatives].t() - correction
         negative = negative.masked_fill(targets.view(-1, 1) == negatives.view(1, -1), -torch.inf)
         logits = torch.cat([positive.view(-1, 1), negative], dim=1)

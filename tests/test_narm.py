@@ -185,6 +185,9 @@ def test_sampled_softmax_matches_a_direct_computation_with_logq_and_accidental_h
         logits += [out[row] @ weight[j] - torch.log(4 * q[j]) for j in negatives.tolist() if j != target]
         expected += -torch.log_softmax(torch.stack(logits), 0)[0]
     torch.testing.assert_close(loss, expected / 3)
+    probs, log_q = sampler.on("cpu")  # copied to a device once, then reused every step
+    assert sampler.on(torch.device("cpu"))[0] is probs
+    torch.testing.assert_close(log_q, torch.log(q.float()))
     drawn = torch.bincount(PopularitySampledSoftmax(counts, 60_000, alpha=0.5).sample(), minlength=6)
     assert drawn[0] == 0 and drawn[4] == 0
     np.testing.assert_allclose(drawn.numpy() / 60_000, q.numpy(), atol=0.01)
