@@ -16,10 +16,11 @@ A GRU reads the session's items (embedding 50, 100 units). After item ``t``:
 How it trains: the paper, like RecBole, trains on every prefix of every session as a
 separate padded row. Because the GRU is causal and ``alpha_tj`` only looks at
 ``j <= t``, the representation of a prefix is the one at its last position in the whole
-session, so ``forward`` computes every position of a row at once, with a causal mask
-(``train_on = "sequences"``). By default (``batch_unit: iid_targets``,
-:mod:`bench.batching`) a batch is still the paper's 512 prefixes drawn i.i.d.: the rows
-that hold them are encoded once, and only the drawn positions get a loss.
+session, so the GRU runs once over a whole row and the local attention is computed
+for the positions that have a loss (``train_on = "sequences"``). By default
+(``batch_unit: iid_targets``, :mod:`bench.batching`) a batch is still the paper's 512
+prefixes drawn i.i.d.: the rows that hold them are encoded once, and only the drawn
+positions are attended from and get a loss.
 
 This file is the plain PyTorch model and runs on any device (cuDNN's GRU on a GPU). On
 CPU, :mod:`custom_models.cpu.narm` replaces ``hidden_states`` and ``position_contexts``
@@ -92,26 +93,36 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         packed = pack_padded_sequence(emb, item_seq_len.cpu(), batch_first=True, enforce_sorted=False)
         return pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=item_seq.size(1))[0]
 
-    def local_context(self, hidden: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        """``c_l[t] = sum_{j<=t} alpha_tj h_j``, ``alpha_tj = v^T sigmoid(A1 h_t + A2 h_j)``: [B, L, H]."""
-        alpha = self.v(torch.sigmoid(self.A1(hidden).unsqueeze(2) + self.A2(hidden).unsqueeze(1))).squeeze(-1)
-        position = torch.arange(hidden.size(1), device=hidden.device)
-        visible = (position.view(1, -1) <= position.view(-1, 1)).unsqueeze(0)  # j <= t
-        visible = visible & (position.view(1, 1, -1) < item_seq_len.view(-1, 1, 1))  # j inside the row
-        return (alpha * visible) @ hidden
+    def contexts_at(self, hidden: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor):
+        """``(c_g, c_l)`` after position ``positions[k]`` of row ``rows[k]`` of ``hidden`` [B, L, H]:
 
-    def position_contexts(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor):
-        """``(c_g, c_l, cells)``: the global and local context [cells, H] of every real
-        position, and the positions' flat indices in ``item_seq`` (the CPU path's order
-        may differ from row-major; the caller selects targets by ``cells``)."""
+        ``c_g = h_t`` and ``c_l = sum_{j<=t} alpha_tj h_j`` with
+        ``alpha_tj = v^T sigmoid(A1 h_t + A2 h_j)``, each [N, H]. Only the queried
+        positions are attended from: a batch of 512 i.i.d. targets costs [512, L, H],
+        not [rows, L, L, H] for every position of every row.
+        """
+        keys = hidden.index_select(0, rows)  # h_j of each query's row: [N, L, H]
+        global_context = keys[torch.arange(len(rows), device=hidden.device), positions]  # h_t
+        alpha = self.v(torch.sigmoid(self.A1(global_context).unsqueeze(1) + self.A2(keys))).squeeze(-1)  # [N, L]
+        visible = torch.arange(hidden.size(1), device=hidden.device).view(1, -1) <= positions.view(-1, 1)  # j <= t
+        local_context = ((alpha * visible).unsqueeze(1) @ keys).squeeze(1)
+        return global_context, local_context
+
+    def position_contexts(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor,
+                          wanted: torch.Tensor | None = None):
+        """``(c_g, c_l, cells)``: the global and local context [cells, H] at the positions
+        ``wanted`` [B, L] (default: every real position), and the positions' flat indices
+        in ``item_seq``. The CPU path returns every real position, in its own order: the
+        caller selects by ``cells``."""
         fast = cpu_path.position_contexts(self, item_seq, item_seq_len)
         if fast is not None:
             return fast
-        hidden = self.hidden_states(item_seq, item_seq_len)  # c_g = h_t
-        local = self.local_context(hidden, item_seq_len)
-        real = torch.arange(item_seq.size(1), device=item_seq.device).view(1, -1) < item_seq_len.view(-1, 1)
-        cells = real.reshape(-1).nonzero().squeeze(1)
-        return hidden.flatten(0, 1).index_select(0, cells), local.flatten(0, 1).index_select(0, cells), cells
+        hidden = self.hidden_states(item_seq, item_seq_len)
+        if wanted is None:
+            wanted = torch.arange(item_seq.size(1), device=item_seq.device).view(1, -1) < item_seq_len.view(-1, 1)
+        rows, positions = wanted.nonzero(as_tuple=True)
+        global_context, local_context = self.contexts_at(hidden, rows, positions)
+        return global_context, local_context, rows * item_seq.size(1) + positions
 
     def _decode(self, global_context: torch.Tensor, local_context: torch.Tensor) -> torch.Tensor:
         """``B c`` with ``c = [c_g; c_l]`` (dropout on ``c``): the representation scored against every item."""
@@ -130,11 +141,8 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
     def last_representation(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """The representation after the last real item: [B, embedding_size]."""
         hidden = self.hidden_states(item_seq, item_seq_len)
-        last = self.gather_indexes(hidden, item_seq_len - 1)  # c_g
-        visible = torch.arange(hidden.size(1), device=hidden.device).view(1, -1) < item_seq_len.view(-1, 1)
-        alpha = self.v(torch.sigmoid(self.A1(last).unsqueeze(1) + self.A2(hidden))).squeeze(-1)  # [B, J]
-        local = ((alpha * visible).unsqueeze(1) @ hidden).squeeze(1)
-        return self._decode(last, local)
+        rows = torch.arange(item_seq.size(0), device=item_seq.device)
+        return self._decode(*self.contexts_at(hidden, rows, item_seq_len - 1))
 
     # -- RecBole interface ----------------------------------------------------------
     def calculate_loss(self, interaction) -> torch.Tensor:
@@ -147,9 +155,9 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
                                                  interaction[self.POS_ITEM_ID][order],
                                                  None if start is None else start[order],
                                                  None if mask is None else mask[order])
-        global_context, local_context, cells = self.position_contexts(inputs, item_seq_len)
+        global_context, local_context, cells = self.position_contexts(inputs, item_seq_len, real)
         targets, real = targets.view(-1).index_select(0, cells), real.view(-1).index_select(0, cells)
-        if not bool(real.all()):  # overlapping windows: context-only positions never reach the decoder
+        if not bool(real.all()):  # the CPU path's every position: those without a loss never reach the decoder
             keep = real.nonzero().squeeze(1)
             global_context, local_context, targets = (x.index_select(0, keep)
                                                       for x in (global_context, local_context, targets))

@@ -10,6 +10,8 @@ import torch
 import bench  # noqa: F401
 from bench.data import load_splits, make_config, whole_sequence_rows
 from bench.registry import resolve_model
+from bench.rows import LOSS_MASK_FIELD
+from custom_models.cpu import narm as cpu_narm
 from custom_models.cpu.narm import CausalLocalAttention
 from custom_models.narm import BenchNARM
 from custom_models.per_position import PopularitySampledSoftmax, position_targets, training_item_counts
@@ -111,6 +113,39 @@ def test_last_representation_is_the_per_position_output_at_the_end():
         per_position = model(seq, lengths)
         last = model.last_representation(seq, lengths)
     torch.testing.assert_close(last, per_position[torch.arange(4), lengths - 1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["plain", "cpu"])
+def test_a_loss_on_drawn_positions_is_the_mean_over_their_prefix_rows(path, monkeypatch):
+    """A batch of i.i.d. targets (``loss_mask``): the loss is the mean cross-entropy of
+    the drawn positions' prefix rows, each scored alone by ``last_representation``, on
+    the plain path (the one a GPU runs: attention only from the drawn positions) and on
+    the CPU path (every position, then the drawn ones)."""
+    if path == "plain":
+        monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)
+    model = tiny_narm()
+    seq, lengths = random_rows([5, 2, 7, 4], 7)
+    targets = torch.tensor([3, 9, 17, 28])  # the item after each row's last input
+    drawn = torch.zeros(4, 7, dtype=torch.bool)
+    drawn[0, [0, 3]] = drawn[1, 1] = drawn[2, [2, 5, 6]] = True  # row 3: nothing drawn
+    batch = Interaction({"item_id_list": seq, "item_length": lengths, "item_id": targets, LOSS_MASK_FIELD: drawn})
+    loss = model.calculate_loss(batch)
+
+    expected = []
+    for row, position in drawn.nonzero().tolist():
+        prefix = seq[row:row + 1].clone()
+        prefix[0, position + 1:] = 0
+        target = targets[row] if position == int(lengths[row]) - 1 else seq[row, position + 1]
+        scores = model.last_representation(prefix, torch.tensor([position + 1])) @ model.item_embedding.weight[1:].t()
+        expected.append(torch.nn.functional.cross_entropy(scores, target.view(1) - 1))
+    reference = torch.stack(expected).mean()
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    for got, want in zip(grads, torch.autograd.grad(reference, list(model.parameters()), allow_unused=True)):
+        if want is None:
+            assert got is None or not got.any()
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_predict_is_the_full_sort_score_of_the_row_item():
