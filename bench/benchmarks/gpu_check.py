@@ -170,6 +170,34 @@ def _commit() -> str:
         return "unknown"
 
 
+def selected(checks, models: str | None, datasets: dict[str, str], data_root: Path) -> list[Check]:
+    """The checks of ``models`` (comma-separated registry names; None: all), their data converted."""
+    wanted = None if models is None else set(models.split(","))
+    checks = [c for c in checks if wanted is None or c.model in wanted]
+    for kind in dict.fromkeys(c.data for c in checks):
+        ensure_converted(datasets[kind], data_root)
+    return checks
+
+
+def run_header(module: str, device: str, argv: list[str] | None) -> dict:
+    """The device, the versions, the command and the commit, for a benchmark's JSON."""
+    cpu = platform.processor() or platform.machine()
+    return {"device": torch.cuda.get_device_name(0) if device == "cuda" else
+            f"CPU ({cpu}, {torch.get_num_threads()} threads)",
+            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+            "command": " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)]),
+            "commit": _commit()}
+
+
+def write_outputs(folder: str | Path, stem: str, out: dict, text: str) -> Path:
+    """``stem.json`` and ``stem.md`` in ``folder``; returns the markdown's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(out, indent=1))
+    (folder / f"{stem}.md").write_text(text)
+    return folder / f"{stem}.md"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget-seconds", type=float, default=240.0)
@@ -188,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     data_root = Path(args.data_root)
     datasets = {"session": args.session_data, "loo": args.loo_data}
-    wanted = None if args.models is None else set(args.models.split(","))
-    checks = [c for c in CHECKS if wanted is None or c.model in wanted]
-    for kind in dict.fromkeys(c.data for c in checks):
-        ensure_converted(datasets[kind], data_root)
+    checks = selected(CHECKS, args.models, datasets, data_root)
     runs = []
     for check in checks:
         budget = max(check.share * args.budget_seconds, 1.0)
@@ -199,17 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
         print(json.dumps({k: run[k] for k in ("label", "epochs", "seconds_per_epoch", "wall_seconds")}), flush=True)
     compare(runs)
-    cpu = platform.processor() or platform.machine()
-    out = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({cpu})",
-           "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-           "command": " ".join(["python -m bench.benchmarks.gpu_check", *(sys.argv[1:] if argv is None else argv)]),
-           "commit": _commit(), "budget_seconds": args.budget_seconds, "seed": args.seed,
-           "wall_seconds": time.perf_counter() - start, "runs": runs}
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "gpu_check.json").write_text(json.dumps(out, indent=1))
-    (folder / "gpu_check.md").write_text(markdown(out))
-    print(folder / "gpu_check.md")
+    out = {**run_header("bench.benchmarks.gpu_check", args.device, argv), "budget_seconds": args.budget_seconds,
+           "seed": args.seed, "wall_seconds": time.perf_counter() - start, "runs": runs}
+    print(write_outputs(args.out, "gpu_check", out, markdown(out)))
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -37,11 +36,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import bench  # noqa: F401  (compat shims before recbole)
-from bench.benchmarks.gpu_check import CHECKS, _commit
+from bench.benchmarks.gpu_check import CHECKS, run_header, selected, write_outputs
 from bench.data import DEFAULT_DATA_ROOT, load_splits, make_config
 from bench.registry import resolve_model
 from bench.runner import build_model, train_loader
-from bench.suite import ensure_converted
 from bench.training import HarnessTrainer
 from custom_models.gru4rec_trainer import GRU4RecTrainer, session_parallel, sessions_from_rows
 
@@ -172,27 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps, --warmup and --profile-steps must be at least 1")
     data_root = Path(args.data_root)
     datasets = {"session": args.session_data, "loo": args.loo_data}
-    wanted = None if args.models is None else set(args.models.split(","))
-    checks = [c for c in TRAINED if wanted is None or c.model in wanted]
-    for kind in dict.fromkeys(c.data for c in checks):
-        ensure_converted(datasets[kind], data_root)
+    checks = selected(TRAINED, args.models, datasets, data_root)
     runs = []
     for check in checks:
         with tempfile.TemporaryDirectory() as work:
             runs.append(profile_model(check, datasets[check.data], args, data_root, work))
         print(json.dumps({k: runs[-1][k] for k in ("label", "host_batch_ms", "step_ms", "epoch_estimate_s")}),
               flush=True)
-    cpu = platform.processor() or platform.machine()
-    out = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({cpu}, "
-           f"{torch.get_num_threads()} threads)", "time_kind": "CUDA" if args.device == "cuda" else "CPU",
-           "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-           "command": " ".join(["python -m bench.benchmarks.step_profile", *(sys.argv[1:] if argv is None else argv)]),
-           "commit": _commit(), "runs": runs}
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "step_profile.json").write_text(json.dumps(out, indent=1))
-    (folder / "step_profile.md").write_text(markdown(out))
-    print(folder / "step_profile.md")
+    out = {**run_header("bench.benchmarks.step_profile", args.device, argv),
+           "time_kind": "CUDA" if args.device == "cuda" else "CPU", "runs": runs}
+    print(write_outputs(args.out, "step_profile", out, markdown(out)))
     return 0
 
 
