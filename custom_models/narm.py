@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bench.compat  # noqa: F401
 from custom_models.cpu import narm as cpu_path
@@ -89,9 +88,11 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         fast = cpu_path.hidden_states(self, item_seq, item_seq_len)
         if fast is not None:
             return fast
-        emb = self.embedding_dropout(self.item_embedding(item_seq))
-        packed = pack_padded_sequence(emb, item_seq_len.cpu(), batch_first=True, enforce_sorted=False)
-        return pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=item_seq.size(1))[0]
+        # the GRU is causal and padding follows a row's items: the padded run gives the
+        # packed run's states (as RecBole's NARM runs it), with no lengths copied to the host
+        hidden = self.gru(self.embedding_dropout(self.item_embedding(item_seq)))[0]
+        real = torch.arange(item_seq.size(1), device=item_seq.device).view(1, -1) < item_seq_len.view(-1, 1)
+        return hidden * real.unsqueeze(-1)
 
     def contexts_at(self, hidden: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor):
         """``(c_g, c_l)`` after position ``positions[k]`` of row ``rows[k]`` of ``hidden`` [B, L, H]:

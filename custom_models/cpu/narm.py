@@ -13,7 +13,7 @@ Same inputs, same outputs, same gradients as the model's own ``hidden_states`` a
   :class:`CausalLocalAttention` computes it block by block on the padded batch.
 
 On other devices (CUDA) these return None and the model's plain PyTorch path runs
-(cuDNN's GRU, one batched attention).
+(cuDNN's GRU, the attention from the positions with a loss only).
 """
 from __future__ import annotations
 
