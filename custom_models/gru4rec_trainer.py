@@ -137,7 +137,7 @@ class PopularitySampler:
     """
 
     def __init__(self, counts: torch.Tensor, alpha: float, n_sample: int, cache_size: int = 10_000_000,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, device: torch.device | str = "cpu"):
         weights = counts.double() ** alpha
         weights[counts <= 0] = 0.0
         self.cdf = (weights.cumsum(0) / weights.sum()).float()
@@ -145,6 +145,7 @@ class PopularitySampler:
         self.n_sample = int(n_sample)
         self.chunks = max(1, int(cache_size) // self.n_sample)
         self.generator = generator
+        self.device = torch.device(device)  # where the cache lives: drawn on the CPU, copied once a refill
         self._cache, self._next = None, 0
         self._drawn_from: torch.Tensor | None = None  # the generator's state before the cache was drawn
 
@@ -168,7 +169,8 @@ class PopularitySampler:
         self._drawn_from = torch.get_rng_state() if self.generator is None else self.generator.get_state()
         u = torch.rand(self.chunks * self.n_sample, generator=self.generator)
         # first item whose cumulative weight exceeds u (a zero-weight item never does)
-        self._cache = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1).view(self.chunks, -1)
+        drawn = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1).view(self.chunks, -1)
+        self._cache = drawn.to(self.device)
         self._next = 0
 
     def sample(self) -> torch.Tensor:
@@ -189,10 +191,14 @@ class AdagradM(Optimizer):
     parameter of every other row are left alone, so momentum is lazy per row.
     """
 
-    def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, eps: float = 1e-6):
+    def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, eps: float = 1e-6,
+                 sync_free: bool | None = None):
         if lr <= 0 or momentum < 0 or eps <= 0:
             raise ValueError(f"invalid AdagradM settings: lr={lr}, momentum={momentum}, eps={eps}")
         super().__init__(params, dict(lr=lr, momentum=momentum, eps=eps))
+        # how repeated rows of a sparse gradient are summed: None = sync-free off the CPU
+        # (:func:`rows_summed_in_place`), by coalescing on the CPU
+        self.sync_free = sync_free
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -236,21 +242,53 @@ class AdagradM(Optimizer):
 
     def _sparse_step(self, p: torch.Tensor, state: dict, lr: float, momentum: float, eps: float) -> None:
         grad = p.grad
-        # repeated rows must be summed before squaring. Autograd drops the "coalesced"
-        # flag of the gradients of cpu.ops.lookup, so strictly increasing rows are
-        # recognised here rather than sorted again.
-        rows = grad._indices()[0]
-        if not (grad.is_coalesced() or len(rows) < 2 or bool((rows[1:] > rows[:-1]).all())):
-            grad = grad.coalesce()
+        once = None  # which slots add to the parameter: all, unless rows repeat (sync-free summing)
+        if self.sync_free if self.sync_free is not None else p.device.type != "cpu":
+            rows, values, once = rows_summed_in_place(grad._indices()[0], grad._values())
+        else:
+            # repeated rows must be summed before squaring. Autograd drops the "coalesced"
+            # flag of the gradients of cpu.ops.lookup, so strictly increasing rows are
+            # recognised here rather than sorted again.
             rows = grad._indices()[0]
-        values = grad._values()
+            if not (grad.is_coalesced() or len(rows) < 2 or bool((rows[1:] > rows[:-1]).all())):
+                grad = grad.coalesce()
+                rows = grad._indices()[0]
+            values = grad._values()
         acc = state["acc"].index_select(0, rows).addcmul_(values, values)
         state["acc"].index_copy_(0, rows, acc)
         update = values.mul(-lr).div_(acc.add_(eps).sqrt_())
         if momentum > 0:
             update = state["mom"].index_select(0, rows).mul_(momentum).add_(update)
             state["mom"].index_copy_(0, rows, update)
-        p.index_add_(0, rows, update)
+        p.index_add_(0, rows, update if once is None else update * once)
+
+
+def rows_summed_in_place(rows: torch.Tensor, values: torch.Tensor):
+    """``(rows, values, once)``: a sparse gradient's repeated rows summed without the host
+    ever reading how many distinct rows there are (coalescing reads it, which makes the
+    host wait for a GPU at every step).
+
+    The result has as many slots as the gradient has entries: the first ``k`` hold the
+    ``k`` distinct rows, ascending, with their summed values; the others repeat the last
+    of them, values included, so a new value written to a row is the same from every
+    slot that holds it. ``once`` [n, 1] is 1 on the first ``k`` slots and 0 on the
+    others: an update that adds to a row is multiplied by it.
+    """
+    n = len(rows)
+    if n == 0:
+        return rows, values, values.new_ones(0, 1)
+    rows, order = rows.sort()
+    values = values.index_select(0, order)
+    starts = torch.ones(n, dtype=torch.bool, device=rows.device)
+    starts[1:] = rows[1:] != rows[:-1]
+    slot = starts.cumsum(0) - 1  # each entry's distinct row
+    summed = torch.zeros_like(values).index_add_(0, slot, values)
+    distinct = torch.zeros_like(rows).scatter_(0, slot, rows)
+    position = torch.arange(n, device=rows.device)
+    last = slot[-1:]  # k - 1, on the device
+    repeat = torch.minimum(position, last)
+    once = (position <= last).to(values.dtype).view(-1, *([1] * (values.dim() - 1)))
+    return distinct.index_select(0, repeat), summed.index_select(0, repeat), once
 
 
 class GRU4RecTrainer(HarnessTrainer):
@@ -292,8 +330,8 @@ class GRU4RecTrainer(HarnessTrainer):
         if self._prepared_for is items:
             return
         counts = torch.as_tensor(np.bincount(items, minlength=self.model.n_items)[: self.model.n_items])
-        self.sampler = (PopularitySampler(counts, self.sample_alpha, self.n_sample, self.cache_size, self.generator)
-                        if self.n_sample > 0 else None)
+        self.sampler = (PopularitySampler(counts, self.sample_alpha, self.n_sample, self.cache_size, self.generator,
+                                          self.device) if self.n_sample > 0 else None)
         if self.sampler is not None and self._sampler_state is not None:
             self.sampler.restore(self._sampler_state)
         self._sampler_state = None
@@ -302,35 +340,48 @@ class GRU4RecTrainer(HarnessTrainer):
         self._prepared_for = items
 
     def train_sessions(self, items: np.ndarray, offsets: np.ndarray, show_progress: bool = False) -> float:
-        """One pass over the sessions; returns the mean loss per predicted event."""
+        """One pass over the sessions; returns the mean loss per predicted event.
+
+        The epoch's mini-batches are planned on the host first and their positions and
+        resets copied to the device in one go, so a step never waits for a host-to-device
+        copy; with the negatives' cache on the device and the optimiser's sparse step
+        sync-free there, a GPU step does not wait for the host at all (a lane dropped at
+        the end of the epoch copies its index)."""
         self._prepare(items)
         model = self.model
         model.train()
         events = torch.as_tensor(items, device=self.device)
-        steps = session_parallel(offsets, self.batch_size, session_order(offsets, self.session_order, self.generator))
+        plan = list(session_parallel(offsets, self.batch_size,
+                                     session_order(offsets, self.session_order, self.generator)))
+        if not plan:
+            return 0.0
+        bounds = np.cumsum([0] + [len(positions) for positions, _, _ in plan])
+        all_positions = torch.as_tensor(np.concatenate([positions for positions, _, _ in plan]), device=self.device)
+        all_resets = torch.as_tensor(np.concatenate([reset for _, reset, _ in plan]), device=self.device)
+        steps = enumerate(plan)
         if show_progress:
             from tqdm import tqdm
 
-            approx_steps = int(np.ceil((len(items) - len(offsets) + 1) / self.batch_size))  # lanes shrink at the end
-            steps = tqdm(steps, total=approx_steps, ncols=100, desc="Train", mininterval=5)
+            steps = tqdm(steps, total=len(plan), ncols=100, desc="Train", mininterval=5)
         H = None
         # on the model's device: a CPU accumulator made every CUDA step fail (and would sync)
         total, n_events = torch.zeros((), dtype=torch.float64, device=self.device), 0
-        for positions, reset, keep in steps:
+        for step, (positions, reset, keep) in steps:
+            lo, hi = int(bounds[step]), int(bounds[step + 1])
             if H is None:
                 H = model.zero_state(len(positions))
             if keep is not None:
-                H = [h[torch.as_tensor(keep, device=self.device)] for h in H]
+                kept = torch.as_tensor(np.flatnonzero(keep), device=self.device)
+                H = [h.index_select(0, kept) for h in H]
             if reset.any():
-                mask = torch.as_tensor(reset, device=self.device).view(-1, 1)
-                H = [h.masked_fill(mask, 0.0) for h in H]
+                H = [h.masked_fill(all_resets[lo:hi].view(-1, 1), 0.0) for h in H]
             if self.sampler is None and len(positions) < 2:
                 break  # no negatives left (as in the official code)
-            pos = torch.as_tensor(positions, device=self.device)
+            pos = all_positions[lo:hi]
             inputs, targets = events[pos], events[pos + 1]
             samples = log_q = None
             if self.sampler is not None:
-                samples = self.sampler.sample().to(self.device)
+                samples = self.sampler.sample()
             if model.loss_name == "cross-entropy" and model.logq > 0:
                 log_q = self.log_counts[targets]
                 if samples is not None:

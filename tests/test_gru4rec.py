@@ -13,8 +13,8 @@ from bench.data import load_splits, make_config, whole_sequence_rows
 from bench.evaluator import metrics_from_ranks, target_ranks
 from bench.registry import resolve_model
 from custom_models.gru4rec import bpr_loss, bpr_max_loss, cross_entropy_loss, top1_loss, top1_max_loss
-from custom_models.gru4rec_trainer import (AdagradM, PopularitySampler, session_order, session_parallel,
-                                           sessions_from_rows)
+from custom_models.gru4rec_trainer import (AdagradM, PopularitySampler, rows_summed_in_place, session_order,
+                                           session_parallel, sessions_from_rows)
 
 from conftest import shared
 
@@ -312,11 +312,12 @@ def test_adagrad_momentum_dense_step_by_hand():
     assert p.tolist() == pytest.approx(expected, rel=1e-12)
 
 
-def test_adagrad_momentum_sparse_rows_are_lazy():
+@pytest.mark.parametrize("sync_free", [False, True], ids=["coalesced (CPU)", "sync-free (GPU)"])
+def test_adagrad_momentum_sparse_rows_are_lazy(sync_free):
     emb = torch.nn.Embedding(4, 1, sparse=True).double()
     with torch.no_grad():
         emb.weight.copy_(torch.tensor([[0.0], [1.0], [2.0], [3.0]]))
-    opt = AdagradM(emb.parameters(), lr=0.1, momentum=0.5, eps=1e-6)
+    opt = AdagradM(emb.parameters(), lr=0.1, momentum=0.5, eps=1e-6, sync_free=sync_free)
     # step 1: row 1 twice (gradients 1 + 2 = 3: summed before squaring), row 3 once (-1)
     emb(torch.tensor([1, 1, 3])).mul(torch.tensor([[1.0], [2.0], [-1.0]], dtype=torch.float64)).sum().backward()
     opt.step()
@@ -330,6 +331,42 @@ def test_adagrad_momentum_sparse_rows_are_lazy():
     w = emb.weight.detach().view(-1).tolist()
     assert w == pytest.approx([0.0, 1.0 + v1, 2.0, 3.0 + (-0.1 * -1 / math.sqrt(1 + 1e-6)) + v3], rel=1e-12)
     assert opt.state[emb.weight]["mom"].view(-1).tolist() == pytest.approx([0.0, v1, 0.0, v3], rel=1e-12)
+
+
+def test_rows_summed_in_place_by_hand():
+    rows, values = torch.tensor([5, 2, 5, 7, 2, 5]), torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0], [6.0]])
+    distinct, summed, once = rows_summed_in_place(rows, values)
+    assert distinct.tolist() == [2, 5, 7, 7, 7, 7]  # 3 distinct rows, then the last one repeated
+    assert summed.view(-1).tolist() == [7.0, 10.0, 4.0, 4.0, 4.0, 4.0]
+    assert once.view(-1).tolist() == [1, 1, 1, 0, 0, 0]
+    empty = rows_summed_in_place(rows[:0], values[:0])
+    assert len(empty[0]) == 0 and empty[2].shape == (0, 1)
+
+
+def test_the_sync_free_sparse_step_is_the_coalescing_one():
+    """Random steps of repeated rows on two copies of a table: the same parameters and
+    optimiser state, whichever way the repeated rows are summed."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(50, 8, generator=gen, dtype=torch.float64)
+    tables = [torch.nn.Parameter(start.clone()) for _ in range(2)]
+    opts = [AdagradM([t], lr=0.05, momentum=0.3, sync_free=free) for t, free in zip(tables, (False, True))]
+    for _ in range(6):
+        rows = torch.randint(0, 50, (40,), generator=gen)  # many repeats
+        values = torch.randn(40, 8, generator=gen, dtype=torch.float64)
+        for table, opt in zip(tables, opts):
+            table.grad = torch.sparse_coo_tensor(rows.view(1, -1), values, table.shape, check_invariants=True)
+            opt.step()
+    torch.testing.assert_close(tables[1], tables[0], rtol=1e-12, atol=1e-12)
+    for key in ("acc", "mom"):
+        torch.testing.assert_close(opts[1].state[tables[1]][key], opts[0].state[tables[0]][key], rtol=1e-12, atol=1e-12)
+
+
+def test_the_sampler_cache_lives_on_its_device():
+    counts = torch.tensor([0, 3, 1, 5])
+    here = PopularitySampler(counts, 0.5, n_sample=4, cache_size=8, generator=torch.Generator().manual_seed(1))
+    there = PopularitySampler(counts, 0.5, n_sample=4, cache_size=8, generator=torch.Generator().manual_seed(1),
+                              device="meta")
+    assert here.sample().device.type == "cpu" and there.sample().device.type == "meta"
 
 
 # -- whole sequences ---------------------------------------------------------------------------
