@@ -152,6 +152,11 @@ def test_uniform_negatives_are_items_and_never_the_target():
     assert negatives.min() >= 1 and negatives.max() <= N_ITEMS - 1
     counts = torch.bincount(negatives, minlength=N_ITEMS)[1:].double()
     assert counts.min() > 0.8 * counts.mean()  # uniform over the items
+    for target in (1, 7, N_ITEMS - 1):  # every other item equally often, whatever the target
+        drawn = torch.bincount(model.uniform_negatives(torch.full((30_000,), target)), minlength=N_ITEMS)
+        assert drawn[0] == 0 and drawn[target] == 0
+        others = torch.cat([drawn[1:target], drawn[target + 1:]]).double()
+        assert others.min() > 0.85 * others.mean() and others.max() < 1.15 * others.mean()
     tiny = tiny_sasrec()
     tiny.n_items = 3  # items 1 and 2: the negative is always the other one
     assert tiny.uniform_negatives(torch.tensor([1, 2, 1])).tolist() == [2, 1, 2]
