@@ -113,9 +113,8 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
                           wanted: torch.Tensor | None = None):
         """``(c_g, c_l, cells)``: the global and local context [cells, H] at the positions
         ``wanted`` [B, L] (default: every real position), and the positions' flat indices
-        in ``item_seq``. The CPU path returns every real position, in its own order: the
-        caller selects by ``cells``."""
-        fast = cpu_path.position_contexts(self, item_seq, item_seq_len)
+        in ``item_seq`` (the CPU path's order may differ: the caller selects by ``cells``)."""
+        fast = cpu_path.position_contexts(self, item_seq, item_seq_len, wanted)
         if fast is not None:
             return fast
         hidden = self.hidden_states(item_seq, item_seq_len)
@@ -157,9 +156,5 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
                                                  None if start is None else start[order],
                                                  None if mask is None else mask[order])
         global_context, local_context, cells = self.position_contexts(inputs, item_seq_len, real)
-        targets, real = targets.view(-1).index_select(0, cells), real.view(-1).index_select(0, cells)
-        if not bool(real.all()):  # the CPU path's every position: those without a loss never reach the decoder
-            keep = real.nonzero().squeeze(1)
-            global_context, local_context, targets = (x.index_select(0, keep)
-                                                      for x in (global_context, local_context, targets))
+        targets = targets.view(-1).index_select(0, cells)
         return self.softmax_loss(self._decode(global_context, local_context), targets, self.item_embedding.weight)

@@ -49,14 +49,19 @@ def hidden_states(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> 
     return unpacked(states, cells, *item_seq.shape)
 
 
-def position_contexts(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor):
-    """``model.position_contexts`` on CPU: ``(c_g, c_l, cells)`` in packed order; None off the CPU."""
+def position_contexts(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor, wanted: torch.Tensor | None = None):
+    """``model.position_contexts`` on CPU: ``(c_g, c_l, cells)`` in packed order; None off the CPU.
+
+    The kernel attends from every real position; those not ``wanted`` are dropped after."""
     if not applies(item_seq):
         return None
     states, cells, batch_sizes = packed_states(model, item_seq, item_seq_len)
     local = packed_local_attention(linear(states, model.A1.weight), linear(states, model.A2.weight), states,
                                    model.v.weight.view(-1), cells, batch_sizes, item_seq_len, item_seq.size(1),
                                    model.attention_block_elements, model.attention_keep_elements)
+    if wanted is not None:
+        keep = wanted.reshape(-1).index_select(0, cells).nonzero().squeeze(1)
+        states, local, cells = states.index_select(0, keep), local.index_select(0, keep), cells.index_select(0, keep)
     return states, local, cells
 
 
