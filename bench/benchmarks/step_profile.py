@@ -53,10 +53,10 @@ def _sync(device: str) -> None:
 
 def _top_operators(prof, device: str, rows: int = 12) -> list[dict]:
     key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
-    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:rows]
-    total = sum(getattr(e, key) for e in prof.key_averages()) or 1.0
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)  # aggregated once
+    total = sum(getattr(e, key) for e in events) or 1.0
     return [{"name": e.key, "calls": e.count, "self_ms": getattr(e, key) / 1000.0,
-             "share": getattr(e, key) / total} for e in events]
+             "share": getattr(e, key) / total} for e in events[:rows]]
 
 
 def _profiled(run, device: str):
