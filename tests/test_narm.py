@@ -186,6 +186,61 @@ def test_whole_sequence_loss_equals_the_loss_over_recbole_prefix_rows(digi_split
     assert_whole_rows_loss_is_prefix_rows_loss(model, whole_rows, prefix_rows)
 
 
+def recboles_weights_in_ours(theirs, ours: BenchNARM) -> None:
+    """Copy RecBole's NARM parameters into ours. RecBole names ``a_2`` the map of
+    ``h_t`` (our ``A1``) and ``a_1`` that of ``h_j`` (our ``A2``), and concatenates
+    ``[c_l; c_g]`` where we write the paper's ``[c_g; c_l]``: ``b``'s two halves swap."""
+    hidden = ours.A1.in_features
+    with torch.no_grad():
+        ours.item_embedding.weight.copy_(theirs.item_embedding.weight)
+        ours.item_embedding.weight[0].zero_()  # our padding row (never a candidate, never an input)
+        for name, value in theirs.gru.named_parameters():
+            getattr(ours.gru, name).copy_(value)
+        ours.A1.weight.copy_(theirs.a_2.weight)
+        ours.A2.weight.copy_(theirs.a_1.weight)
+        ours.v.weight.copy_(theirs.v_t.weight)
+        ours.B.weight.copy_(torch.cat([theirs.b.weight[:, hidden:], theirs.b.weight[:, :hidden]], dim=1))
+
+
+@pytest.mark.parametrize("path", ["plain", "cpu"])
+def test_with_recboles_weights_it_is_recboles_narm_on_real_prefix_rows(digi_splits, path, monkeypatch):
+    """Our NARM, given the weights of RecBole's NARM, scores 300 real Diginetica prefix
+    rows as RecBole's does and gets the same gradients from the same cross-entropy
+    (over items 1.., our candidates): a step of ours is a step of RecBole's, so per
+    epoch the two learn alike up to the draw of initial weights, batches and dropout."""
+    from recbole.model.sequential_recommender.narm import NARM
+
+    if path == "plain":
+        monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)
+    config, splits = digi_splits
+    config["n_layers"] = 1
+    torch.manual_seed(3)
+    theirs = NARM(config, splits.train).eval()
+    ours = BenchNARM(config, splits.train).eval()
+    recboles_weights_in_ours(theirs, ours)
+
+    rows = splits.train.inter_feat[torch.arange(300)]
+    seq, lengths, targets = rows["item_id_list"], rows["item_length"], rows["item_id"]
+    assert int(lengths.min()) == 1 and int(lengths.max()) > 5  # short and longer prefixes
+    their_output = theirs(seq, lengths)
+    our_output = ours.last_representation(seq, lengths)
+    torch.testing.assert_close(our_output, their_output, rtol=1e-5, atol=1e-6)
+
+    def loss(model, output):
+        return torch.nn.functional.cross_entropy(output @ model.item_embedding.weight[1:].t(), targets - 1)
+
+    their_grads = dict(zip(["emb", "gru", "h_t", "h_j", "v", "B"], torch.autograd.grad(
+        loss(theirs, their_output), [theirs.item_embedding.weight, theirs.gru.weight_hh_l0, theirs.a_2.weight,
+                                     theirs.a_1.weight, theirs.v_t.weight, theirs.b.weight])))
+    our_grads = dict(zip(["emb", "gru", "h_t", "h_j", "v", "B"], torch.autograd.grad(
+        loss(ours, our_output), [ours.item_embedding.weight, ours.gru.weight_hh_l0, ours.A1.weight,
+                                 ours.A2.weight, ours.v.weight, ours.B.weight])))
+    hidden = ours.A1.in_features
+    their_grads["B"] = torch.cat([their_grads["B"][:, hidden:], their_grads["B"][:, :hidden]], dim=1)
+    for name in their_grads:
+        torch.testing.assert_close(our_grads[name], their_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_position_targets_shift_left_and_end_with_the_row_target():
     seq = torch.tensor([[5, 6, 7, 0], [8, 0, 0, 0], [1, 2, 3, 4]])
     inputs, targets, real = position_targets(seq, torch.tensor([3, 1, 4]), torch.tensor([9, 10, 11]))
