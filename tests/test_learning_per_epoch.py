@@ -2,7 +2,7 @@
 per-epoch means over seeds (hand-computed; no training here)."""
 import pytest
 
-from bench.benchmarks.learning_per_epoch import compare, over_seeds, time_to
+from bench.benchmarks.learning_per_epoch import compare, over_seeds, paired_difference, time_to
 
 
 def side(valid, seconds, seed=0):
@@ -34,3 +34,24 @@ def test_over_seeds_means_and_sample_std_per_epoch():
     assert summary["valid_std"] == pytest.approx([0.141421356, 0.141421356])
     assert summary["train_seconds"] == pytest.approx([12.0, 14.0])
     assert over_seeds([side([0.1], [1.0])])["valid_std"] == [0.0]
+
+
+def test_paired_difference_by_seed_with_a_t_interval():
+    theirs = [side([0.10, 0.20], [1.0, 1.0], seed=s) for s in (0, 1, 2)]
+    # epoch 1: differences -.02, 0, +.02 (mean 0); epoch 2: +.01, +.02, +.03 (mean .02)
+    ours = [side([0.08, 0.21], [1.0, 1.0], seed=2), side([0.10, 0.22], [1.0, 1.0], seed=0),
+            side([0.12, 0.23], [1.0, 1.0], seed=1)]
+    diff = paired_difference(ours, theirs)
+    assert diff["seeds"] == 3
+    assert diff["mean"] == pytest.approx([0.0, 0.02])
+    # sample std .02 and .01 (n = 3), t(0.975, 2) = 4.3027: half widths .04968 and .02484
+    assert diff["low"] == pytest.approx([-0.049683, -0.004842], abs=1e-6)
+    assert diff["high"] == pytest.approx([0.049683, 0.044842], abs=1e-6)
+    assert diff["verdict"] == ["level within noise", "level within noise"]
+    tight = paired_difference([side([0.15], [1.0], seed=s) for s in (0, 1)],
+                              [side([0.10 + 0.001 * s], [1.0], seed=s) for s in (0, 1)])
+    assert tight["verdict"] == ["ahead"]  # differences .05 and .049
+    behind = paired_difference([side([0.05 + 0.001 * s], [1.0], seed=s) for s in (0, 1)],
+                               [side([0.10], [1.0], seed=s) for s in (0, 1)])
+    assert behind["verdict"] == ["behind"]
+    assert paired_difference([side([0.2], [1.0])], [side([0.1], [1.0])])["verdict"] == ["one seed"]
