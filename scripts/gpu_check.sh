@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks, run once on a lent GPU machine (Python 3.12, torch + CUDA, no RecBole):
 #   python -m bench.benchmarks.gpu_check (every model, ours beside RecBole's, $BUDGET seconds),
-#   learning per epoch (ours vs RecBole's NARM on Diginetica, SASRec on Beauty, 5 epochs),
+#   learning per epoch (ours vs RecBole's NARM on Diginetica, 3 seeds; SASRec on Beauty with
+#   LEARN_PAIRS=narm,sasrec; 5 epochs),
 #   GRU4Rec one epoch on CUDA (official Diginetica parameters); right after gpu_check,
 #   python -m bench.benchmarks.step_profile (where each model's training step goes).
 # Expects cp312 wheels in .whl/ (recbole, colorlog, texttable, thop, pandas, pytz, tzdata)
@@ -42,6 +43,8 @@ with tempfile.TemporaryDirectory() as work:
 print(json.dumps({"gru4rec_cuda": res}), flush=True)
 json.dump(res, open(f"{out}/gru4rec_cuda.json", "w"), indent=1)
 PY
-  $PY -m bench.benchmarks.learning_per_epoch --pairs narm,sasrec --epochs "$EPOCHS" --data-root "$DATA_ROOT" \
-      --narm-units iid_targets --sasrec-units sequences,iid_targets --out "$OUT/learning_gpu.json"
+  # NARM over 3 seeds (epoch 1 moves with the seed; the verdict is paired by seed), SASRec
+  # (measured on an H200 before) only when LEARN_PAIRS asks: a session has 15 device minutes
+  $PY -m bench.benchmarks.learning_per_epoch --pairs "${LEARN_PAIRS:-narm}" --epochs "$EPOCHS" --data-root "$DATA_ROOT" \
+      --seeds "${SEEDS:-0,1,2}" --narm-units iid_targets --sasrec-units sequences,iid_targets --out "$OUT/learning_gpu.json"
 } 2>&1 | tee "$OUT/log.txt"
