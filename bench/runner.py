@@ -31,7 +31,7 @@ import bench.compat  # noqa: F401
 from bench.batching import BATCH_UNITS, IIDTargetBatchLoader, TargetBatchLoader
 from bench.data import DEFAULT_DATA_ROOT, Splits, load_splits, make_config, train_and_valid, whole_sequence_rows
 from bench.evaluator import metrics_for, rank_cases
-
+from bench.precision import use_tf32
 from bench.registry import ModelSpec, resolve_model
 from bench.training import HarnessTrainer, StopTraining, flat_metrics
 
@@ -160,6 +160,7 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
         settings.setdefault("device", "cpu")
         settings.setdefault("use_gpu", False)
     config = make_config(spec, dataset, settings, data_root)
+    use_tf32(config["tf32"])  # None (not set): PyTorch's defaults
     init_seed(config["seed"], config["reproducibility"])
     splits = load_splits(config, data_root)
     init_seed(config["seed"], config["reproducibility"])

@@ -60,6 +60,7 @@ class Check:
     share: float = 0.0  # of --budget-seconds
     versus: str | None = None  # the label of RecBole's side of the pair
 
+DEFAULT_TF32 = "PyTorch's default (cuDNN on, matrix products off)"
 
 CHECKS = (
     Check("NARM (RecBole)", "recbole:NARM", "session", {**NARM_SIZES, "n_layers": 1}, 0.18),
@@ -75,7 +76,8 @@ CHECKS = (
 )
 
 
-def run_check(check: Check, dataset: str, budget: float, seed: int, device: str, data_root: Path) -> dict:
+def run_check(check: Check, dataset: str, budget: float, seed: int, device: str, data_root: Path,
+              extra: dict | None = None) -> dict:
     """One run, ended by its time budget; its curve, test metrics and peak GPU memory."""
     cuda = device == "cuda"
     if cuda:
@@ -86,7 +88,7 @@ def run_check(check: Check, dataset: str, budget: float, seed: int, device: str,
         if time.perf_counter() - start >= budget:
             raise StopTraining
 
-    settings = {**check.settings, "epochs": 10_000, "stopping_step": 10_000}
+    settings = {**check.settings, **(extra or {}), "epochs": 10_000, "stopping_step": 10_000}
     if not cuda:
         settings.update(device="cpu", use_gpu=False)
     with tempfile.TemporaryDirectory() as work:
@@ -141,7 +143,7 @@ def markdown(out: dict) -> str:
     lines = [f"# GPU check: ours beside RecBole's on {out['device']}", "",
              f"Command: `{out['command']}`  ", f"Commit: `{out['commit']}`  ",
              f"torch {out['torch']}, CUDA {out['cuda']}, Python {out['python']}; budget {out['budget_seconds']:g} s "
-             f"in all, {out['wall_seconds']:.0f} s wall.", "",
+             f"in all, {out['wall_seconds']:.0f} s wall; TF32: {out.get('tf32', DEFAULT_TF32)}.", "",
              "| model | dataset | epochs | s/epoch | best valid | s to RecBole's best valid | speed-up "
              "| test MRR@20 / NDCG@10 | test Recall@20 / Recall@10 | peak GPU MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -208,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     parser.add_argument("--models", default=None, help="only these rows' registry names, e.g. narm,recbole:NARM")
+    parser.add_argument("--tf32", choices=("on", "off"), default=None,
+                        help="every run's `tf32` (bench/precision.py); default: PyTorch's own")
     args = parser.parse_args(argv)
+    extra = {} if args.tf32 is None else {"tf32": args.tf32 == "on"}
     if args.device == "cuda" and not torch.cuda.is_available():
         print(f"gpu_check: no CUDA device here (torch {torch.__version__}, CUDA build {torch.version.cuda}); "
               "it checks the GPU path (--device cpu for a dry run on the CPU)", file=sys.stderr)
@@ -220,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for check in checks:
         budget = max(check.share * args.budget_seconds, 1.0)
-        run = run_check(check, datasets[check.data], budget, args.seed, args.device, data_root)
+        run = run_check(check, datasets[check.data], budget, args.seed, args.device, data_root, extra)
         runs.append(run)
         print(json.dumps({k: run[k] for k in ("label", "epochs", "seconds_per_epoch", "wall_seconds")}), flush=True)
     compare(runs)
     out = {**run_header("bench.benchmarks.gpu_check", args.device, argv), "budget_seconds": args.budget_seconds,
-           "seed": args.seed, "wall_seconds": time.perf_counter() - start, "runs": runs}
+           "seed": args.seed, "tf32": args.tf32 or DEFAULT_TF32, "wall_seconds": time.perf_counter() - start, "runs": runs}
     print(write_outputs(args.out, "gpu_check", out, markdown(out)))
     return 0
 
