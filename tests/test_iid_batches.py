@@ -84,7 +84,7 @@ def test_the_loss_is_the_mean_prefix_row_cross_entropy(setup):
     scores = model.full_sort_predict(_interaction(model, seq, lengths))
     target = torch.as_tensor([t for *_, t in rows])
     reference = F.cross_entropy(scores[:, 1:], target - 1)  # item 0 (padding) is never a candidate
-    assert float(loss.detach()) == pytest.approx(float(reference), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(reference.detach()), rel=1e-5)
 
 
 def _interaction(model, seq, lengths):
