@@ -5,7 +5,8 @@
 #   LEARN_PAIRS=narm,sasrec; 5 epochs),
 #   GRU4Rec one epoch on CUDA (official Diginetica parameters); right after gpu_check,
 #   python -m bench.benchmarks.step_profile (where each model's training step goes).
-# Expects cp312 wheels in .whl/ (recbole, colorlog, texttable, thop, pandas, pytz, tzdata)
+# Expects cp312 wheels in .whl/ (recbole, colorlog, texttable, thop, pandas, pytz, tzdata;
+# scripts/gpu_prepare.sh fetches them and copies the data)
 # and the shared data copied into .gpu_data/ (diginetica/, amazon-beauty/). Writes to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
