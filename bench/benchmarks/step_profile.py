@@ -41,7 +41,7 @@ from bench.data import DEFAULT_DATA_ROOT, load_splits, make_config
 from bench.registry import resolve_model
 from bench.runner import build_model, train_loader
 from bench.training import HarnessTrainer
-from custom_models.gru4rec_trainer import GRU4RecTrainer, session_parallel, sessions_from_rows
+from custom_models.gru4rec_trainer import GRU4RecTrainer, session_order, session_parallel, sessions_from_rows
 
 TRAINED = [c for c in CHECKS if c.versus is not None or c.model.startswith("recbole:")]
 
@@ -96,7 +96,10 @@ def profile_model(check, dataset: str, args, data_root: Path, workdir: str) -> d
             return offsets[: min(k, len(offsets) - 1) + 1]
 
         def steps_of(part: np.ndarray) -> int:
-            return sum(1 for _ in session_parallel(part, lanes))
+            """Mini-batches of ``part`` in the configured ``session_order`` (``random``: one
+            draw of it, from a generator of its own: the count hardly moves between draws)."""
+            order = session_order(part, trainer.session_order, torch.Generator().manual_seed(0))
+            return sum(1 for _ in session_parallel(part, lanes, order))
 
         trainer.train_sessions(items, first_sessions(args.warmup))
         part = first_sessions(args.steps)
