@@ -186,11 +186,16 @@ def test_whole_sequence_loss_equals_the_loss_over_recbole_prefix_rows(digi_split
     assert_whole_rows_loss_is_prefix_rows_loss(model, whole_rows, prefix_rows)
 
 
+def halves_swapped(matrix: torch.Tensor) -> torch.Tensor:
+    """RecBole's ``b`` columns ``[c_l; c_g]`` as ours ``[c_g; c_l]`` (and back)."""
+    half = matrix.size(1) // 2
+    return torch.cat([matrix[:, half:], matrix[:, :half]], dim=1)
+
+
 def recboles_weights_in_ours(theirs, ours: BenchNARM) -> None:
     """Copy RecBole's NARM parameters into ours. RecBole names ``a_2`` the map of
     ``h_t`` (our ``A1``) and ``a_1`` that of ``h_j`` (our ``A2``), and concatenates
     ``[c_l; c_g]`` where we write the paper's ``[c_g; c_l]``: ``b``'s two halves swap."""
-    hidden = ours.A1.in_features
     with torch.no_grad():
         ours.item_embedding.weight.copy_(theirs.item_embedding.weight)
         ours.item_embedding.weight[0].zero_()  # our padding row (never a candidate, never an input)
@@ -199,7 +204,7 @@ def recboles_weights_in_ours(theirs, ours: BenchNARM) -> None:
         ours.A1.weight.copy_(theirs.a_2.weight)
         ours.A2.weight.copy_(theirs.a_1.weight)
         ours.v.weight.copy_(theirs.v_t.weight)
-        ours.B.weight.copy_(torch.cat([theirs.b.weight[:, hidden:], theirs.b.weight[:, :hidden]], dim=1))
+        ours.B.weight.copy_(halves_swapped(theirs.b.weight))
 
 
 @pytest.mark.parametrize("path", ["plain", "cpu"])
@@ -235,8 +240,7 @@ def test_with_recboles_weights_it_is_recboles_narm_on_real_prefix_rows(digi_spli
     our_grads = dict(zip(["emb", "gru", "h_t", "h_j", "v", "B"], torch.autograd.grad(
         loss(ours, our_output), [ours.item_embedding.weight, ours.gru.weight_hh_l0, ours.A1.weight,
                                  ours.A2.weight, ours.v.weight, ours.B.weight])))
-    hidden = ours.A1.in_features
-    their_grads["B"] = torch.cat([their_grads["B"][:, hidden:], their_grads["B"][:, :hidden]], dim=1)
+    their_grads["B"] = halves_swapped(their_grads["B"])
     for name in their_grads:
         torch.testing.assert_close(our_grads[name], their_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 

@@ -60,6 +60,7 @@ class Check:
     share: float = 0.0  # of --budget-seconds
     versus: str | None = None  # the label of RecBole's side of the pair
 
+
 DEFAULT_TF32 = "PyTorch's default (cuDNN on, matrix products off)"
 
 CHECKS = (
@@ -143,7 +144,7 @@ def markdown(out: dict) -> str:
     lines = [f"# GPU check: ours beside RecBole's on {out['device']}", "",
              f"Command: `{out['command']}`  ", f"Commit: `{out['commit']}`  ",
              f"torch {out['torch']}, CUDA {out['cuda']}, Python {out['python']}; budget {out['budget_seconds']:g} s "
-             f"in all, {out['wall_seconds']:.0f} s wall; TF32: {out.get('tf32', DEFAULT_TF32)}.", "",
+             f"in all, {out['wall_seconds']:.0f} s wall; TF32: {out['tf32']}.", "",
              "| model | dataset | epochs | s/epoch | best valid | s to RecBole's best valid | speed-up "
              "| test MRR@20 / NDCG@10 | test Recall@20 / Recall@10 | peak GPU MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: run[k] for k in ("label", "epochs", "seconds_per_epoch", "wall_seconds")}), flush=True)
     compare(runs)
     out = {**run_header("bench.benchmarks.gpu_check", args.device, argv), "budget_seconds": args.budget_seconds,
-           "seed": args.seed, "tf32": args.tf32 or DEFAULT_TF32, "wall_seconds": time.perf_counter() - start, "runs": runs}
+           "seed": args.seed, "tf32": args.tf32 or DEFAULT_TF32, "wall_seconds": time.perf_counter() - start,
+           "runs": runs}
     print(write_outputs(args.out, "gpu_check", out, markdown(out)))
     return 0
 
