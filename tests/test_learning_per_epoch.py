@@ -55,3 +55,38 @@ def test_paired_difference_by_seed_with_a_t_interval():
                                [side([0.10], [1.0], seed=s) for s in (0, 1)])
     assert behind["verdict"] == ["behind"]
     assert paired_difference([side([0.2], [1.0])], [side([0.1], [1.0])])["verdict"] == ["one seed"]
+
+
+def test_the_store_reuses_a_longer_run_cut_to_the_asked_epochs_and_trains_what_it_lacks(tmp_path, monkeypatch):
+    from bench.benchmarks import learning_per_epoch as lpe
+
+    trained = []
+
+    def fake_one_side(model, dataset, settings, epochs, seed, data_root, progress_dir=None):
+        trained.append((model, epochs, seed, progress_dir))
+        return {"model": model, "settings": settings, "valid_metric": "mrr@20",
+                "valid": [0.1 * (e + 1) + seed for e in range(epochs)], "train_seconds": [2.0] * epochs,
+                "valid_seconds": [1.0] * epochs, "wall_seconds": 3.0 * epochs}
+
+    monkeypatch.setattr(lpe, "one_side", fake_one_side)
+    store = lpe.SideStore(tmp_path)
+    settings = {"embedding_size": 50, "batch_unit": "iid_targets"}
+    first = lpe.stored_side("narm", "diginetica", settings, 3, 0, tmp_path, store)
+    assert len(trained) == 1 and trained[0][3] is not None  # trained with a progress folder in the store
+    assert str(trained[0][3]).startswith(str(tmp_path / ".partial"))
+    stored = list((tmp_path / "diginetica" / "narm" / "seed-0").glob("*.json"))
+    assert len(stored) == 1 and not any(p.name.startswith(".") for p in stored)
+
+    again = lpe.stored_side("narm", "diginetica", settings, 2, 0, tmp_path, store)  # fewer epochs: read, cut
+    assert len(trained) == 1
+    assert again["valid"] == pytest.approx([0.1, 0.2]) and again["train_seconds"] == [2.0, 2.0]
+    assert again["wall_seconds"] is None and first["wall_seconds"] == 9.0
+    assert lpe.stored_side("narm", "diginetica", settings, 3, 0, tmp_path, store)["wall_seconds"] == 9.0
+
+    lpe.stored_side("narm", "diginetica", settings, 4, 0, tmp_path, store)  # more epochs than stored: trains
+    lpe.stored_side("narm", "diginetica", {**settings, "batch_unit": "targets"}, 2, 0, tmp_path, store)  # other settings
+    lpe.stored_side("narm", "diginetica", settings, 2, 1, tmp_path, store)  # other seed
+    assert [(m, e, s) for m, e, s, _ in trained[1:]] == [("narm", 4, 0), ("narm", 2, 0), ("narm", 2, 1)]
+    assert lpe.stored_side("narm", "diginetica", settings, 4, 0, tmp_path, store)["valid"] == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4])
+    assert len(trained) == 4

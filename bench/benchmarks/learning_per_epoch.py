@@ -20,6 +20,7 @@ Pairs (``--pairs``):
 
     python -m bench.benchmarks.learning_per_epoch [--pairs narm,sasrec] [--epochs 5]
         [--session-data diginetica] [--loo-data beauty] [--seeds 0,1,2] [--out reports/learning_per_epoch.json]
+        [--store results/learning_per_epoch]
 
 With several seeds each side runs once per seed (the same seeds on both sides), and the
 verdict is on the per-epoch means over the seeds: the first epochs are steep, and one
@@ -27,13 +28,24 @@ seed's epoch-1 score moves with its initialisation and batch order. Beside it,
 ``minus_recbole_by_seed`` gives per epoch the difference ours - RecBole's paired by
 seed, with its 95% t-interval: ``ahead``, ``behind`` or ``level within noise``.
 
+``--store DIR`` keeps every finished side-run (one model, settings, dataset, seed and
+device) as a small JSON there, and each run's per-epoch progress under ``DIR/.partial/``
+while it trains. A later call reuses what is stored: a stored run of at least the asked
+epochs gives its first epochs (training is the same up to there: no schedule depends on
+the epoch budget), and a killed run resumes after its last finished epoch. So seeds can
+be added one at a time, on any machine, and the store committed. A stored run records
+the commit it ran at; delete it to rerun after a model change.
+
 Converts the datasets first if needed (the shipped suites know how). Runs on the GPU
 when there is one. Timing stays here, never in the tests.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -43,17 +55,23 @@ import torch
 import bench  # noqa: F401  (compat shims before recbole)
 from bench.data import DEFAULT_DATA_ROOT
 from bench.runner import run_once
+from bench.store import canonical_json, environment, model_dirname
 from bench.suite import ensure_converted
 
 NARM_SIZES = {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512}
 SASREC_SIZES = {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "train_batch_size": 128, "loss_type": "CE"}
 
 
-def one_side(model: str, dataset: str, settings: dict, epochs: int, seed: int, data_root: Path) -> dict:
+def device_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def one_side(model: str, dataset: str, settings: dict, epochs: int, seed: int, data_root: Path,
+             progress_dir: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
         result = run_once(model, dataset, seed, work, {**settings, "epochs": epochs, "stopping_step": epochs + 1},
-                          data_root=data_root, evaluate_test=False)
+                          data_root=data_root, evaluate_test=False, progress_dir=progress_dir)
         wall = time.perf_counter() - start
     metric = result.config.get("valid_metric", "MRR@20").lower()
     return {
@@ -65,10 +83,70 @@ def one_side(model: str, dataset: str, settings: dict, epochs: int, seed: int, d
     }
 
 
-def side_over_seeds(side: tuple[str, dict], dataset: str, epochs: int, seeds: list[int], data_root: Path) -> dict:
+class SideStore:
+    """Finished side-runs as JSON, one per (model, settings, dataset, seed, device), and
+    the per-epoch progress of runs in flight under ``.partial/`` (git ignores it)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def digest(model: str, dataset: str, settings: dict, seed: int, device: str) -> str:
+        key = {"model": model, "dataset": dataset, "settings": settings, "seed": seed, "device": device}
+        return hashlib.sha256(canonical_json(key).encode()).hexdigest()[:16]
+
+    def path(self, model: str, dataset: str, seed: int, digest: str) -> Path:
+        return self.root / dataset / model_dirname(model) / f"seed-{seed}" / f"{digest}.json"
+
+    def read(self, model: str, dataset: str, settings: dict, seed: int, device: str, epochs: int) -> dict | None:
+        """The stored run cut to its first ``epochs`` epochs, or None if none has that many."""
+        path = self.path(model, dataset, seed, self.digest(model, dataset, settings, seed, device))
+        if not path.is_file():
+            return None
+        run = json.loads(path.read_text())
+        if len(run["valid"]) < epochs:
+            return None
+        if len(run["valid"]) > epochs:
+            run = {**run, "wall_seconds": None}  # measured over more epochs than asked
+        return {**run, **{k: run[k][:epochs] for k in ("valid", "train_seconds", "valid_seconds")}}
+
+    def write(self, run: dict, dataset: str, seed: int, device: str) -> None:
+        digest = self.digest(run["model"], dataset, run["settings"], seed, device)
+        path = self.path(run["model"], dataset, seed, digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        temp.write_text(json.dumps({**run, "dataset": dataset, "seed": seed, "device": device,
+                                    "environment": environment()}, indent=1))
+        os.replace(temp, path)  # whole or not at all
+
+    def progress_dir(self, model: str, dataset: str, settings: dict, seed: int, device: str, epochs: int) -> Path:
+        digest = self.digest(model, dataset, settings, seed, device)
+        return self.root / ".partial" / f"{digest}-{epochs}-epochs"
+
+
+def stored_side(model: str, dataset: str, settings: dict, epochs: int, seed: int, data_root: Path,
+                store: SideStore | None) -> dict:
+    """One side-run: from ``store`` when it holds one of at least ``epochs`` epochs, else
+    trained (resuming its stored progress) and written there."""
+    if store is None:
+        return one_side(model, dataset, settings, epochs, seed, data_root)
+    device = device_name()
+    stored = store.read(model, dataset, settings, seed, device, epochs)
+    if stored is not None:
+        return {k: stored[k] for k in ("model", "settings", "valid_metric", "valid", "train_seconds",
+                                        "valid_seconds", "wall_seconds")}
+    progress = store.progress_dir(model, dataset, settings, seed, device, epochs)
+    run = one_side(model, dataset, settings, epochs, seed, data_root, progress_dir=progress)
+    store.write(run, dataset, seed, device)
+    shutil.rmtree(progress, ignore_errors=True)  # the stored run replaces its progress
+    return run
+
+
+def side_over_seeds(side: tuple[str, dict], dataset: str, epochs: int, seeds: list[int], data_root: Path,
+                    store: SideStore | None = None) -> dict:
     runs = []
     for seed in seeds:
-        run = one_side(side[0], dataset, side[1], epochs, seed, data_root)
+        run = stored_side(side[0], dataset, side[1], epochs, seed, data_root, store)
         runs.append({**run, "seed": seed})
         print(json.dumps({"side": side[0], "seed": seed, "valid": run["valid"]}), flush=True)
     return {"model": side[0], "settings": side[1], "runs": runs, "mean": over_seeds(runs)}
@@ -136,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="reports/learning_per_epoch.json")
+    parser.add_argument("--store", default=None,
+                        help="keep finished side-runs here and reuse them (e.g. results/learning_per_epoch)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out: dict = {"device": device, "epochs": args.epochs, "seeds": seeds, "pairs": {}}
     pairs = [p for p in args.pairs.split(",") if p]
+    store = SideStore(args.store) if args.store else None
     for pair in pairs:
         if pair == "narm":
             dataset, sizes = args.session_data, NARM_SIZES
@@ -159,11 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unknown pair {pair!r}")
         ensure_converted(dataset, data_root)
-        sides = {"recbole": side_over_seeds(theirs, dataset, args.epochs, seeds, data_root)}
+        sides = {"recbole": side_over_seeds(theirs, dataset, args.epochs, seeds, data_root, store)}
         print(json.dumps({pair: {"recbole": sides["recbole"]["mean"]}}), flush=True)
         for model, settings in ours:
             label = f"ours ({settings.get('batch_unit')})"
-            sides[label] = side_over_seeds((model, settings), dataset, args.epochs, seeds, data_root)
+            sides[label] = side_over_seeds((model, settings), dataset, args.epochs, seeds, data_root, store)
             sides[label]["vs_recbole"] = compare(sides[label]["mean"], sides["recbole"]["mean"])
             sides[label]["vs_recbole_per_seed"] = [compare(o, t) for o, t in zip(sides[label]["runs"],
                                                                                 sides["recbole"]["runs"])]
