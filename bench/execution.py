@@ -122,7 +122,8 @@ def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
         result = run_once(run.key.model, run.key.dataset, run.key.seed, workdir,
                           {**run.settings, **_device_settings()}, data_root=run.data_root,
                           validated=run.validation, progress_dir=progress_dir,
-                          on_epoch=lambda epoch, score: _tell(progress, ("epoch", run.label, epoch, score)))
+                          on_epoch=lambda epoch, score: _tell(progress, ("epoch", run.label, epoch, score)),
+                          on_refit_epoch=lambda epoch, epochs: _tell(progress, ("refit", run.label, epoch, epochs)))
         record, ranks = record_from_result(run.key, result, run.manifest, run.manifest_sha256,
                                            started_at=started_at, environment_at_start=environment_at_start)
         _discard_progress(progress_dir)  # the record holds what it meant
@@ -321,6 +322,16 @@ class _Running:
     since: float
     epoch: int | None = None
     score: float | None = None
+    refit: tuple[int | None, int] | None = None  # (epoch done, of epochs) once the refit began
+
+
+def _stage(info: _Running) -> str:
+    """``starting``, ``epoch N`` (fit, with validation) or ``refit epoch N/M`` (RecBole
+    counts epochs from 0; shown from 1)."""
+    if info.refit is not None:
+        done, epochs = info.refit
+        return f"refit starting ({epochs} epochs)" if done is None else f"refit epoch {done + 1}/{epochs}"
+    return "starting" if info.epoch is None else f"epoch {info.epoch + 1}"
 
 
 @dataclass
@@ -356,6 +367,8 @@ class Board:
                 self.running[label] = _Running(since=rest[0])
             elif kind == "epoch" and label in self.running:
                 self.running[label].epoch, self.running[label].score = rest[0], rest[1]
+            elif kind == "refit" and label in self.running:
+                self.running[label].refit = (rest[0], rest[1])
 
     def ended(self, run: PlannedRun, outcome: dict) -> None:
         info = self.running.pop(run.label, None)
@@ -374,7 +387,7 @@ class Board:
         queued = total - self.done - self.failed - len(self.running)
         parts = []
         for label, info in sorted(self.running.items()):
-            parts.append(f"{label} " + ("starting" if info.epoch is None else f"epoch {info.epoch + 1}"))  # RecBole counts from 0
+            parts.append(f"{label} " + _stage(info))
         elapsed = time.time() - self.start
         return (f"[{int(elapsed // 60):02d}:{int(elapsed % 60):02d}] {self.done}/{total} done, "
                 f"{self.failed} failed, {len(self.running)} running, {queued} queued"

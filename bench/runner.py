@@ -136,7 +136,8 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
              data_root: str | Path = DEFAULT_DATA_ROOT,
              on_epoch: Callable[[int, float], None] | None = None,
              evaluate_test: bool = True, validated: ValidationStage | None = None,
-             progress_dir: str | Path | None = None) -> RunResult:
+             progress_dir: str | Path | None = None,
+             on_refit_epoch: Callable[[int | None, int], None] | None = None) -> RunResult:
     """Train ``model`` on ``dataset`` with ``seed`` and evaluate it; checkpoints go to ``workdir``.
 
     ``on_epoch(epoch, valid_score)`` is called after every validation (progress
@@ -147,7 +148,9 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
     ``validated``: the early-stopped fit of a stored run, reused by ``refit: true``
     (:class:`ValidationStage`). ``progress_dir``: a folder of this run and config alone;
     each training stage saves its progress there after every epoch and resumes from it
-    (:meth:`bench.training.HarnessTrainer.keep_progress`).
+    (:meth:`bench.training.HarnessTrainer.keep_progress`). ``on_refit_epoch(epoch, epochs)``
+    follows a ``refit: true`` retraining, which has no validation to report: once with
+    ``None`` as it starts, then after each of its ``epochs`` epochs.
     """
     from recbole.utils import init_seed
 
@@ -201,7 +204,7 @@ def run_once(model: str, dataset: str, seed: int, workdir: str | Path, overrides
         valid_ranks = rank_cases(net, valid_cases, config["device"])
     tested = net
     if evaluate_test:
-        tested = _model_for_test(spec, config, splits, net, result, progress_dir)
+        tested = _model_for_test(spec, config, splits, net, result, progress_dir, on_refit_epoch)
     start = time.perf_counter()
     test_ranks = rank_cases(tested, test_cases, config["device"]) if evaluate_test else {}
     result.eval_seconds = time.perf_counter() - start
@@ -219,7 +222,8 @@ def live_progress() -> bool:
 
 
 def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunResult,
-                    progress_dir: str | Path | None = None):
+                    progress_dir: str | Path | None = None,
+                    on_refit_epoch: Callable[[int | None, int], None] | None = None):
     """The model that ranks the test cases (:data:`bench.protocol.FIT_PROTOCOLS`).
 
     A model with nothing to fit by gradient (POP, S-POP, kNN) is fitted again on all
@@ -250,6 +254,9 @@ def _model_for_test(spec: ModelSpec, config, splits: Splits, net, result: RunRes
         trainer.keep_progress(Path(progress_dir) / "refit")
     else:
         trainer.saved_model_file = str(Path(config["checkpoint_dir"]) / "refit.pth")
+    if on_refit_epoch is not None:
+        on_refit_epoch(None, epochs)
+        trainer.on_train_epoch = lambda epoch: on_refit_epoch(epoch, epochs)
     trainer.fit(train_loader(spec, config, splits, all_training), None, saved=True)
     result.refit_seconds = trainer.fit_seconds
     if trainer.resumed_at is not None:

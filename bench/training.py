@@ -33,6 +33,7 @@ import random
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -74,6 +75,9 @@ class HarnessTrainer(Trainer):
         self.seconds_before = 0.0  # fit seconds spent by earlier processes
         self._validating = False
         self._fit_started = 0.0
+        # called with the epoch index after each training epoch of a fit without validation
+        # (a refit), whose progress no validation callback reports
+        self.on_train_epoch: Callable[[int], None] | None = None
 
     # -- resuming -------------------------------------------------------------------
     def keep_progress(self, folder: str | Path) -> None:
@@ -190,6 +194,8 @@ class HarnessTrainer(Trainer):
         self.curve.append({"epoch": epoch_idx, "train_loss": total, "train_seconds": time.perf_counter() - start})
         if self.progress_file is not None and not self._validating:
             self._save_progress(epoch_idx, train_data, stopped=False)  # no validation: saved every epoch
+        if self.on_train_epoch is not None and not self._validating:
+            self.on_train_epoch(epoch_idx)
         return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):

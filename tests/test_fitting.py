@@ -60,11 +60,14 @@ def test_pop_is_fitted_on_train_and_valid_for_the_test_only(tiny):
 
 
 def test_refit_retrains_on_train_and_valid_for_the_selected_epochs(tiny):
+    told = []
     result = run_once("narm", "tiny", 0, tiny.parent / "narm", {"device": "cpu", "epochs": 3, "refit": True},
-                      data_root=tiny)
+                      data_root=tiny, on_refit_epoch=lambda epoch, epochs: told.append((epoch, epochs)))
     assert result.fit_protocol == "refit"
     assert result.best_epoch is not None
     assert [c["epoch"] for c in result.refit_curve] == list(range(result.best_epoch + 1))
+    epochs = result.best_epoch + 1  # the refit's progress: as it starts, then after each epoch
+    assert told == [(None, epochs)] + [(e, epochs) for e in range(epochs)]
     assert all("valid" not in c for c in result.refit_curve)  # no validation: it is training data now
     plain = run_once("narm", "tiny", 0, tiny.parent / "narm-plain", {"device": "cpu", "epochs": 3}, data_root=tiny)
     assert plain.fit_protocol == "train" and not plain.refit_curve
@@ -110,3 +113,30 @@ def test_refit_reuses_a_stored_early_stopped_fit_of_the_same_config(tmp_path, ti
     with pytest.raises(ValueError, match="refit: true"):
         run_once("narm", "tiny", 0, tmp_path / "w4", {**first.settings, "device": "cpu"}, data_root=tiny,
                  validated=refit.validation)
+
+
+def test_the_progress_line_shows_a_refit_and_its_epochs():
+    import io
+
+    from bench.execution import Board
+
+    class Queue:  # the Ray queue's two calls that the board uses
+        def __init__(self, messages):
+            self.messages = messages
+
+        def qsize(self):
+            return len(self.messages)
+
+        def get_nowait_batch(self, n):
+            taken, self.messages = self.messages[:n], self.messages[n:]
+            return taken
+
+    board = Board(runs=[object()], stream=io.StringIO())
+    board.drain(Queue([("start", "d/narm/seed-1", 0.0)]))
+    assert board.status().endswith("d/narm/seed-1 starting")
+    board.drain(Queue([("epoch", "d/narm/seed-1", 24, 0.158)]))
+    assert board.status().endswith("d/narm/seed-1 epoch 25")
+    board.drain(Queue([("refit", "d/narm/seed-1", None, 21)]))
+    assert board.status().endswith("d/narm/seed-1 refit starting (21 epochs)")
+    board.drain(Queue([("refit", "d/narm/seed-1", 0, 21), ("refit", "d/narm/seed-1", 1, 21)]))
+    assert board.status().endswith("d/narm/seed-1 refit epoch 2/21")
