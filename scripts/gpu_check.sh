@@ -45,7 +45,10 @@ print(json.dumps({"gru4rec_cuda": res}), flush=True)
 json.dump(res, open(f"{out}/gru4rec_cuda.json", "w"), indent=1)
 PY
   # NARM over 3 seeds (epoch 1 moves with the seed; the verdict is paired by seed), SASRec
-  # (measured on an H200 before) only when LEARN_PAIRS asks: a session has 15 device minutes
+  # (measured on an H200 before) only when LEARN_PAIRS asks: a session has 15 device minutes.
+  # Each finished side-run comes back in $OUT/learning_store: copy it into
+  # results/learning_per_epoch/ and commit, so GPU seeds add up across sessions.
   $PY -m bench.benchmarks.learning_per_epoch --pairs "${LEARN_PAIRS:-narm}" --epochs "$EPOCHS" --data-root "$DATA_ROOT" \
-      --seeds "${SEEDS:-0,1,2}" --narm-units iid_targets --sasrec-units sequences,iid_targets --out "$OUT/learning_gpu.json"
+      --seeds "${SEEDS:-0,1,2}" --narm-units iid_targets --sasrec-units sequences,iid_targets --out "$OUT/learning_gpu.json" \
+      --store "$OUT/learning_store"
 } 2>&1 | tee "$OUT/log.txt"
