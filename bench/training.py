@@ -192,10 +192,11 @@ class HarnessTrainer(Trainer):
         loss = self.train_epoch(train_data, epoch_idx, show_progress=show_progress)
         total = float(sum(loss)) if isinstance(loss, tuple) else float(loss)
         self.curve.append({"epoch": epoch_idx, "train_loss": total, "train_seconds": time.perf_counter() - start})
-        if self.progress_file is not None and not self._validating:
-            self._save_progress(epoch_idx, train_data, stopped=False)  # no validation: saved every epoch
-        if self.on_train_epoch is not None and not self._validating:
-            self.on_train_epoch(epoch_idx)
+        if not self._validating:  # no validation callback follows: progress is saved and told here
+            if self.progress_file is not None:
+                self._save_progress(epoch_idx, train_data, stopped=False)
+            if self.on_train_epoch is not None:
+                self.on_train_epoch(epoch_idx)
         return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):

@@ -62,6 +62,9 @@ NARM_SIZES = {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512}
 SASREC_SIZES = {"hidden_size": 50, "n_layers": 2, "n_heads": 1, "train_batch_size": 128, "loss_type": "CE"}
 
 
+RUN_FIELDS = ("model", "settings", "valid_metric", "valid", "train_seconds", "valid_seconds", "wall_seconds")
+
+
 def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
@@ -133,8 +136,7 @@ def stored_side(model: str, dataset: str, settings: dict, epochs: int, seed: int
     device = device_name()
     stored = store.read(model, dataset, settings, seed, device, epochs)
     if stored is not None:
-        return {k: stored[k] for k in ("model", "settings", "valid_metric", "valid", "train_seconds",
-                                        "valid_seconds", "wall_seconds")}
+        return {k: stored[k] for k in RUN_FIELDS}  # without the store's own keys
     progress = store.progress_dir(model, dataset, settings, seed, device, epochs)
     run = one_side(model, dataset, settings, epochs, seed, data_root, progress_dir=progress)
     store.write(run, dataset, seed, device)
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data_root = Path(args.data_root)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    device = device_name() + ("" if torch.cuda.is_available() else f" ({torch.get_num_threads()} threads)")
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out: dict = {"device": device, "epochs": args.epochs, "seeds": seeds, "pairs": {}}
     pairs = [p for p in args.pairs.split(",") if p]
