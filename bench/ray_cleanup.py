@@ -5,15 +5,19 @@ down; its GCS and raylet go with it, but agents such as ``ray::DashboardAgent`` 
 They are found by their session folder, never by name: a process that holds files open
 under a Ray session folder (``<temp>/session_*``) whose session has no GCS server and
 no raylet left is an orphan. Sessions in use (ours, a test's, a ``ray start`` cluster's)
-keep their GCS and raylet, so they are never touched. Only this user's processes are
-considered.
+keep their GCS and raylet, so they are never touched. Only Ray's own processes of this
+user are considered (a ``ray::`` process title, or a program or script under Ray's
+package): a driver such as a pytest or a notebook that started a local Ray and shut it
+down may still hold a file of the ended session open, and it is not Ray's to end.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
 from dataclasses import dataclass
+from functools import cache
 
 import psutil
 
@@ -31,18 +35,43 @@ def _sessions_in(text: str) -> set[str]:
     return set(SESSION.findall(text))
 
 
+@cache
+def ray_package_dir() -> str | None:
+    """Where Ray is installed, found without importing it (a second's import per call)."""
+    spec = importlib.util.find_spec("ray")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return os.path.realpath(locations[0]) if locations else None
+
+
+def is_ray_process(argv: list[str], package_dir: str | None) -> bool:
+    """Whether a command line is one of Ray's own processes: a worker or agent renamed
+    ``ray::...``, or a program (gcs_server, raylet) or script (agents, log monitor) that
+    lives in Ray's package. A driver that merely imported Ray is not."""
+    if argv and argv[0].startswith("ray::"):
+        return True
+    if package_dir is None:
+        return False
+    prefix = package_dir.rstrip("/") + "/"
+    return any(arg.startswith(prefix) or os.path.realpath(arg).startswith(prefix)
+               for arg in argv if arg.startswith("/"))
+
+
 def find_orphans() -> list[Orphan]:
-    """Processes of this user that belong only to Ray sessions whose GCS and raylet are gone."""
+    """Ray's processes of this user that belong only to sessions whose GCS and raylet are gone."""
     me = os.getuid()
+    package_dir = ray_package_dir()
     alive: set[str] = set()
     held: dict[int, tuple[str, set[str]]] = {}
     for proc in psutil.process_iter(["pid", "name", "cmdline", "uids"]):
         try:
             if proc.info["uids"] is None or proc.info["uids"].real != me or proc.pid == os.getpid():
                 continue
-            command = " ".join(proc.info["cmdline"] or [])
+            argv = proc.info["cmdline"] or []
+            command = " ".join(argv)
             if "gcs_server" in command or "/raylet" in command:
                 alive |= _sessions_in(command)
+            if not is_ray_process(argv, package_dir):
+                continue
             sessions = _sessions_in(command)
             for f in proc.open_files():
                 sessions |= _sessions_in(f.path)
