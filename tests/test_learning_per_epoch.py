@@ -90,3 +90,27 @@ def test_the_store_reuses_a_longer_run_cut_to_the_asked_epochs_and_trains_what_i
     assert lpe.stored_side("narm", "diginetica", settings, 4, 0, tmp_path, store)["valid"] == pytest.approx(
         [0.1, 0.2, 0.3, 0.4])
     assert len(trained) == 4
+
+
+def test_the_markdown_report_shows_means_times_and_the_paired_verdict():
+    from bench.benchmarks.learning_per_epoch import markdown
+
+    theirs_runs = [{**side([0.10, 0.20], [10.0, 10.0], seed=s), "valid_metric": "mrr@20"} for s in (0, 1)]
+    ours_runs = [side([0.08, 0.22], [2.0, 2.0], seed=0), side([0.10, 0.24], [4.0, 4.0], seed=1)]
+    theirs_mean, ours_mean = over_seeds(theirs_runs), over_seeds(ours_runs)
+    out = {"device": "cpu (1 threads)", "epochs": 2, "seeds": [0, 1], "command": "python -m x --seeds 0,1",
+           "commit": "abc123", "pairs": {"narm": {"dataset": "diginetica", "sides": {
+               "recbole": {"model": "recbole:NARM", "runs": theirs_runs, "mean": theirs_mean},
+               "ours (iid_targets)": {"model": "narm", "runs": ours_runs, "mean": ours_mean,
+                                      "vs_recbole": compare(ours_mean, theirs_mean),
+                                      "minus_recbole_by_seed": paired_difference(ours_runs, theirs_runs)}}}}}
+    text = markdown(out)
+    assert "Command: `python -m x --seeds 0,1`" in text and "Commit: `abc123`" in text
+    assert "## narm, diginetica: validation MRR@20" in text
+    assert "| side | epoch 1 | epoch 2 | s / epoch | time to RecBole's best |" in text
+    # RecBole's: no spread between its seeds; best .20 at epoch 2, after 20 s
+    assert "| RecBole's NARM | 0.1000 | 0.2000 | 10 | 20 s (epoch 2) |" in text
+    # ours: means .09 and .23, sample std .0141 at both epochs; reaches .20 at epoch 2 after 3 + 3 s
+    assert "| ours (iid_targets) | 0.0900 ± 0.0141 | 0.2300 ± 0.0141 | 3 | 6 s (epoch 2, 3.33x) |" in text
+    # paired: epoch 1 differences -.02 and 0 (mean -.01, std .0141, t(.975, 1) = 12.706: ± .127)
+    assert "| ours (iid_targets) − RecBole's, paired by seed (2) | -0.0100 [-0.1371, +0.1171] level within noise" in text

@@ -22,6 +22,12 @@ Pairs (``--pairs``):
         [--session-data diginetica] [--loo-data beauty] [--seeds 0,1,2] [--out reports/learning_per_epoch.json]
         [--store results/learning_per_epoch]
 
+It writes the JSON (``--out``) and, beside it, a markdown report (the same name with
+``.md``): per epoch the mean validation score of each side over the seeds (± the
+sample standard deviation), seconds per epoch, the time to RecBole's best, and ours
+minus RecBole's paired by seed with its interval and verdict, under the command, the
+commit and the device that produced it.
+
 With several seeds each side runs once per seed (the same seeds on both sides), and the
 verdict is on the per-epoch means over the seeds: the first epochs are steep, and one
 seed's epoch-1 score moves with its initialisation and batch order. Beside it,
@@ -46,6 +52,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -204,6 +211,53 @@ def paired_difference(ours: list[dict], theirs: list[dict], level: float = 0.95)
     return {"seeds": n, "level": level, "mean": mean.tolist(), "low": low, "high": high, "verdict": verdict}
 
 
+def _score(values: list[float], spread: list[float] | None, epoch: int) -> str:
+    text = f"{values[epoch]:.4f}"
+    return text + (f" ± {spread[epoch]:.4f}" if spread and any(spread) else "")
+
+
+def markdown(out: dict) -> str:
+    """The benchmark's JSON as a markdown report (see the module's docstring)."""
+    epochs = out["epochs"]
+    lines = ["# Learning per epoch: ours against RecBole's same-name model", "",
+             f"Command: `{out.get('command', '?')}`  ",
+             f"Commit: `{out.get('commit') or '?'}` (a side-run taken from a store names its own "
+             f"in its JSON there); device: {out['device']}; seeds: {', '.join(map(str, out['seeds']))}; "
+             f"{epochs} epochs a side, no early stopping; mean ± sample standard deviation over the seeds.", ""]
+    for pair, block in out["pairs"].items():
+        sides = block["sides"]
+        theirs = sides["recbole"]
+        metric = theirs["runs"][0]["valid_metric"].upper() if theirs["runs"] else "?"
+        lines += [f"## {pair}, {block['dataset']}: validation {metric}", "",
+                  "| side | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) +
+                  " | s / epoch | time to RecBole's best |",
+                  "|---|" + "---|" * epochs + "---|---|"]
+        for label, side in sides.items():
+            mean = side["mean"]
+            seconds = sum(mean["train_seconds"]) / len(mean["train_seconds"])
+            if label == "recbole":
+                name, verdict = f"RecBole's {theirs['model'].split(':')[-1]}", compare(mean, mean)
+                to_best = f"{verdict['recbole_seconds']:.0f} s (epoch {verdict['recbole_epoch']})"
+            else:
+                name, verdict = label, side["vs_recbole"]
+                to_best = ("not reached" if verdict["ours_seconds"] is None else
+                           f"{verdict['ours_seconds']:.0f} s (epoch {verdict['ours_epoch']}, "
+                           f"{verdict['speedup']:.2f}x)")
+            lines.append(f"| {name} | " + " | ".join(_score(mean["valid"], mean["valid_std"], e)
+                                                    for e in range(epochs)) + f" | {seconds:.0f} | {to_best} |")
+        for label, side in sides.items():
+            diff = side.get("minus_recbole_by_seed")
+            if not diff:
+                continue
+            cells = []
+            for e in range(epochs):
+                interval = "" if diff["low"] is None else f" [{diff['low'][e]:+.4f}, {diff['high'][e]:+.4f}]"
+                cells.append(f"{diff['mean'][e]:+.4f}{interval} {diff['verdict'][e]}")
+            lines.append(f"| {label} − RecBole's, paired by seed ({diff['seeds']}) | " + " | ".join(cells) + " | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", default="narm,sasrec")
@@ -224,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     data_root = Path(args.data_root)
     device = device_name() + ("" if torch.cuda.is_available() else f" ({torch.get_num_threads()} threads)")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    out: dict = {"device": device, "epochs": args.epochs, "seeds": seeds, "pairs": {}}
+    out: dict = {"device": device, "epochs": args.epochs, "seeds": seeds, "pairs": {},
+                 "command": "python -m bench.benchmarks.learning_per_epoch " + " ".join(
+                     sys.argv[1:] if argv is None else argv),
+                 "commit": environment().get("git_commit")}
     pairs = [p for p in args.pairs.split(",") if p]
     store = SideStore(args.store) if args.store else None
     for pair in pairs:
@@ -256,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         out["pairs"][pair] = {"dataset": dataset, "sides": sides}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
-    print(args.out)
+    Path(args.out).with_suffix(".md").write_text(markdown(out))
+    print(args.out, Path(args.out).with_suffix(".md"))
     return 0
 
 
