@@ -216,6 +216,23 @@ def _dataset_meta(suite_meta: dict | None) -> dict[str, dict]:
     return out
 
 
+def not_yet_run(suite_meta: dict | None, finished: list[dict]) -> tuple[int, list[str]]:
+    """The suite's run count (datasets x models x seeds, from ``suite.json``) and, per
+    dataset and model, the seeds without a finished run: what a partial report's tables
+    lack. (0, []) when the metadata does not list models and seeds."""
+    datasets, models = list(_dataset_meta(suite_meta)), (suite_meta or {}).get("models") or []
+    seeds = (suite_meta or {}).get("seeds") or []
+    done = {(r.get("dataset"), r.get("model"), r.get("seed")) for r in finished}
+    lacking = []
+    for dataset in datasets:
+        for model in models:
+            missing = [str(s) for s in seeds if (dataset, model, s) not in done]
+            if missing:
+                lacking.append(f"{dataset}: {model_label(model)} (`{model}`) seed{'s' if len(missing) > 1 else ''} "
+                               f"{', '.join(missing)}")
+    return len(datasets) * len(models) * len(seeds), lacking
+
+
 def published_key(dataset: str, suite_meta: dict | None) -> str | None:
     """The suite's explicit ``published_key`` for a dataset, else its name if published has it."""
     meta = _dataset_meta(suite_meta).get(dataset, {})
@@ -388,7 +405,11 @@ class SuiteReport:
                                                  or "none"))
         out.append(f"- Report rebuilt from stored results by `bench report --results {self.store.root} "
                    f"--out {self.out_dir} --suite {self.suite}` at commit `{_git('rev-parse', 'HEAD') or 'unknown'}`")
-        out.append(f"- Runs: {len(self.finished)} finished, {len(self.failed)} failed")
+        planned, lacking = not_yet_run(self.meta, self.finished)
+        of = f" of the suite's {planned}" if planned else ""
+        out.append(f"- Runs: {len(self.finished)} finished{of}, {len(self.failed)} failed")
+        if lacking:
+            out.append("- Not yet finished (`bench run` resumes them): " + "; ".join(lacking))
         return out + [""]
 
     def dataset_section(self, dataset: str) -> list[str]:

@@ -382,3 +382,18 @@ def test_full_and_sampled_softmax_side_by_side_with_their_ratios(diginetica_slic
     per_epoch = [r["timings"]["seconds_per_epoch"] for r in (full, sampled)]
     assert rows["narm-sampled"]["speed-up per epoch"] == f"{per_epoch[0] / per_epoch[1]:.2f}x"
     assert rows["narm"]["speed-up per epoch"] == "1.00x"
+
+
+def test_a_partial_suite_says_which_runs_its_tables_lack():
+    from bench.report import not_yet_run
+
+    meta = {"datasets": [{"name": "digi"}, {"name": "beauty"}], "models": ["pop", "sasrec-ce"], "seeds": [0, 1, 2]}
+    finished = [{"dataset": "digi", "model": "pop", "seed": s} for s in (0, 1, 2)] + \
+               [{"dataset": "digi", "model": "sasrec-ce", "seed": 1},
+                {"dataset": "beauty", "model": "pop", "seed": 0}, {"dataset": "beauty", "model": "pop", "seed": 2},
+                {"dataset": "other", "model": "pop", "seed": 0}]  # not the suite's: ignored
+    planned, lacking = not_yet_run(meta, finished)
+    assert planned == 12  # 2 datasets x 2 models x 3 seeds
+    assert lacking == ["digi: SASRec (CE) (`sasrec-ce`) seeds 0, 2", "beauty: POP (`pop`) seed 1",
+                       "beauty: SASRec (CE) (`sasrec-ce`) seeds 0, 1, 2"]
+    assert not_yet_run({"datasets": ["digi"]}, finished) == (0, [])  # no models or seeds listed
