@@ -397,8 +397,13 @@ class SuiteReport:
             commit = env.get("git_commit") or "unknown"
             commits[commit + (" (uncommitted changes)" if env.get("git_dirty") else "")] += 1
         out = ["## Provenance", ""]
+        suite_file = str(self.meta.get("file") or "")
+        shipped = suite_file.startswith("bench/suites/") or not suite_file  # `bench run NAME` finds it
+        if self.meta.get("name") or suite_file:
+            out.append(f"- Every run of the suite: `bench run {self.meta.get('name') if shipped else suite_file}` "
+                       "(runs what the store lacks, skips what it holds)")
         if self.meta.get("command"):
-            out.append(f"- Produced by: `{self.meta['command']}`")
+            out.append(f"- Last `bench run` that added runs here: `{self.meta['command']}`")
         if self.meta.get("file"):
             out.append(f"- Suite file: `{self.meta['file']}`")
         out.append("- Runs made at commit: " + (", ".join(f"`{c}` ({n} runs)" for c, n in sorted(commits.items()))

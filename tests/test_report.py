@@ -251,7 +251,8 @@ def test_efficiency_failures_curves_and_provenance(built):
     links = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", text)
     assert links == [f"tiny/{name}-curves.png"]  # the only dataset with a trained model
     assert (path.parent / links[0]).stat().st_size > 1000
-    assert "bench run suites/tiny.yaml" in text
+    assert "- Every run of the suite: `bench run suites/tiny.yaml`" in text  # a suite file outside bench/suites
+    assert "- Last `bench run` that added runs here: `bench run suites/tiny.yaml`" in text
     assert failed[0]["Config"] == f"`{store.read(RunKey('tiny', name, 'narm', 3))['config_hash'][:12]}`"
     record = store.read(RunKey("tiny", name, "recbole:GRU4Rec", 0))
     assert record["config_hash"] in text and record["dataset_manifest_sha256"] in text
