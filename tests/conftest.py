@@ -1,7 +1,6 @@
 """Shared fixtures: small slices of the real datasets, converted once per session."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import pytest
@@ -24,21 +23,10 @@ def diginetica_slice(tmp_path_factory) -> tuple[Path, str]:
     """The most recent 4,000 Diginetica training sessions and the first 3,000 published
     test cases, as SR-GNN pickles, converted with the `srgnn` converter.
     Returns (data_root, dataset name)."""
+    from bench.benchmarks.narm_pipeline_ablation import cut_srgnn
     from bench.convert import convert
 
-    src = shared("diginetica")
-    with open(src / "all_train_seq.txt", "rb") as f:
-        train = pickle.load(f)  # noqa: S301  (trusted: the shared real data; converters use the safe loader)
-    with open(src / "test.txt", "rb") as f:
-        prefixes, labels = pickle.load(f)  # noqa: S301
-    cut = tmp_path_factory.mktemp("diginetica-slice-src")
-    with open(cut / "all_train_seq.txt", "wb") as f:
-        pickle.dump(train[-4000:], f)
-    n = 3000
-    while n < len(prefixes) and len(prefixes[n - 1]) != 1:
-        n += 1  # end on a whole session
-    with open(cut / "test.txt", "wb") as f:
-        pickle.dump((prefixes[:n], labels[:n]), f)
+    cut = cut_srgnn(shared("diginetica"), tmp_path_factory.mktemp("diginetica-slice-src"), 4000, 3000)
     root = tmp_path_factory.mktemp("atomic")
     convert("srgnn", cut, "digi-slice", root)
     return root, "digi-slice"

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import bench  # noqa: F401
+from bench.benchmarks.narm_pipeline_ablation import halves_swapped, recboles_weights_in_ours
 from bench.data import load_splits, make_config, whole_sequence_rows
 from bench.registry import resolve_model
 from bench.rows import LOSS_MASK_FIELD
@@ -184,27 +185,6 @@ def test_whole_sequence_loss_equals_the_loss_over_recbole_prefix_rows(digi_split
     assert len(prefix_rows) == int(whole_rows["item_length"].sum())
 
     assert_whole_rows_loss_is_prefix_rows_loss(model, whole_rows, prefix_rows)
-
-
-def halves_swapped(matrix: torch.Tensor) -> torch.Tensor:
-    """RecBole's ``b`` columns ``[c_l; c_g]`` as ours ``[c_g; c_l]`` (and back)."""
-    half = matrix.size(1) // 2
-    return torch.cat([matrix[:, half:], matrix[:, :half]], dim=1)
-
-
-def recboles_weights_in_ours(theirs, ours: BenchNARM) -> None:
-    """Copy RecBole's NARM parameters into ours. RecBole names ``a_2`` the map of
-    ``h_t`` (our ``A1``) and ``a_1`` that of ``h_j`` (our ``A2``), and concatenates
-    ``[c_l; c_g]`` where we write the paper's ``[c_g; c_l]``: ``b``'s two halves swap."""
-    with torch.no_grad():
-        ours.item_embedding.weight.copy_(theirs.item_embedding.weight)
-        ours.item_embedding.weight[0].zero_()  # our padding row (never a candidate, never an input)
-        for name, value in theirs.gru.named_parameters():
-            getattr(ours.gru, name).copy_(value)
-        ours.A1.weight.copy_(theirs.a_2.weight)
-        ours.A2.weight.copy_(theirs.a_1.weight)
-        ours.v.weight.copy_(theirs.v_t.weight)
-        ours.B.weight.copy_(halves_swapped(theirs.b.weight))
 
 
 @pytest.mark.parametrize("path", ["plain", "cpu"])

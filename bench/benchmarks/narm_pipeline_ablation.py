@@ -1,0 +1,172 @@
+"""Which difference between our NARM's training and RecBole's costs learning per epoch?
+
+On the newest 20,000 Diginetica training sessions our NARM's validation score after 2
+epochs trails RecBole's NARM in every seed, even when ours trains on RecBole's own
+prefix rows (``batch_unit: targets``, ``train_stride: 1``: 512 one-target rows a step).
+A step of ours is a step of RecBole's (``tests/test_narm.py``: given RecBole's weights,
+the same loss and gradients on real prefix rows), so what is left is *how* the two
+train: the initial draw of the weights, and the loader that orders the rows. This
+benchmark crosses them, through the harness's own pieces (config, splits, loader,
+:class:`bench.training.HarnessTrainer`, the one evaluator), every arm on the same
+slice with the same sizes, 512 targets a step, Adam 1e-3, no early stopping:
+
+* ``recbole``: RecBole's NARM on RecBole's loader (its prefix rows);
+* ``recbole-our-loader``: RecBole's NARM on our loader's rows (``batch_unit: targets``,
+  ``train_stride: 1``): the same rows, drawn by our :class:`bench.batching.TargetBatchLoader`;
+* ``ours``: our NARM on that loader;
+* ``ours-recbole-init``: our NARM from RecBole's NARM's initial weights at the same seed
+  (mapped parameter by parameter, :func:`recboles_weights_in_ours`), on that loader;
+* ``ours-iid``: our NARM as it ships (``batch_unit: iid_targets``).
+
+If ``recbole-our-loader`` follows ``ours``, the loader is the difference; if
+``ours-recbole-init`` follows ``recbole``, the initial weights are.
+
+    python -m bench.benchmarks.narm_pipeline_ablation [--sessions 20000] [--epochs 2]
+        [--seeds 0,1,2] [--arms recbole,ours,...] [--out reports/narm_pipeline_ablation.json]
+
+Prints one JSON line per arm and seed (validation MRR@20 and mean training loss per
+epoch) and writes them all to ``--out``. Timing is not its point (the arms differ in
+cost per step; see ``learning_per_epoch``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import bench  # noqa: F401  (compat shims before recbole)
+from bench.data import load_splits, make_config
+from bench.registry import resolve_model
+from bench.runner import build_model, train_loader
+from bench.store import environment
+from bench.training import HarnessTrainer
+
+SIZES = {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512}
+OUR_ROWS = {"batch_unit": "targets", "train_stride": 1}  # RecBole's prefix rows, one loss each
+ARMS = {  # name: (model, settings, RecBole's model on our loader, ours from RecBole's initial weights)
+    "recbole": ("recbole:NARM", {}, False, False),
+    "recbole-our-loader": ("recbole:NARM", OUR_ROWS, True, False),
+    "ours": ("narm", OUR_ROWS, False, False),
+    "ours-recbole-init": ("narm", OUR_ROWS, False, True),
+    "ours-iid": ("narm", {"batch_unit": "iid_targets"}, False, False),
+}
+SHARED_DIGINETICA = Path(__file__).resolve().parents[3] / "shared" / "data" / "diginetica"
+
+
+def cut_srgnn(src: Path, dst: Path, train_sessions: int, test_cases: int) -> Path:
+    """SR-GNN pickles of the newest ``train_sessions`` training sessions of ``src`` and its
+    first ``test_cases`` test cases (more, up to the end of a session), written to ``dst``."""
+    with open(src / "all_train_seq.txt", "rb") as f:
+        train = pickle.load(f)  # noqa: S301  (trusted: the shared real data)
+    with open(src / "test.txt", "rb") as f:
+        prefixes, labels = pickle.load(f)  # noqa: S301
+    n = test_cases
+    while n < len(prefixes) and len(prefixes[n - 1]) != 1:
+        n += 1  # end on a whole session: its prefixes are listed longest first
+    dst.mkdir(parents=True, exist_ok=True)
+    with open(dst / "all_train_seq.txt", "wb") as f:
+        pickle.dump(train[-train_sessions:], f)
+    with open(dst / "test.txt", "wb") as f:
+        pickle.dump((prefixes[:n], labels[:n]), f)
+    return dst
+
+
+def halves_swapped(matrix: torch.Tensor) -> torch.Tensor:
+    """RecBole's ``b`` columns ``[c_l; c_g]`` as ours ``[c_g; c_l]`` (and back)."""
+    half = matrix.size(1) // 2
+    return torch.cat([matrix[:, half:], matrix[:, :half]], dim=1)
+
+
+def recboles_weights_in_ours(theirs, ours) -> None:
+    """Copy RecBole's NARM parameters into ours. RecBole names ``a_2`` the map of
+    ``h_t`` (our ``A1``) and ``a_1`` that of ``h_j`` (our ``A2``), and concatenates
+    ``[c_l; c_g]`` where we write the paper's ``[c_g; c_l]``: ``b``'s two halves swap."""
+    with torch.no_grad():
+        ours.item_embedding.weight.copy_(theirs.item_embedding.weight)
+        ours.item_embedding.weight[0].zero_()  # our padding row (never a candidate, never an input)
+        for name, value in theirs.gru.named_parameters():
+            getattr(ours.gru, name).copy_(value)
+        ours.A1.weight.copy_(theirs.a_2.weight)
+        ours.A2.weight.copy_(theirs.a_1.weight)
+        ours.v.weight.copy_(theirs.v_t.weight)
+        ours.B.weight.copy_(halves_swapped(theirs.b.weight))
+
+
+def built(model: str, dataset: str, settings: dict, seed: int, data_root: Path, on_our_loader: bool = False):
+    """(spec, config, splits, model) as :func:`bench.runner.run_once` builds them."""
+    from recbole.utils import init_seed
+
+    spec = resolve_model(model)
+    if on_our_loader:  # the runner gives whole-sequence rows and our loader to such a class
+        # (the same class name: RecBole loads its own model YAML by it)
+        spec = replace(spec, cls=type(spec.cls.__name__, (spec.cls,), {"train_on": "sequences"}))
+    config = make_config(spec, dataset, {**settings, "seed": seed, "device": "cpu", "use_gpu": False}, data_root)
+    init_seed(config["seed"], config["reproducibility"])
+    splits = load_splits(config, data_root)
+    init_seed(config["seed"], config["reproducibility"])
+    return spec, config, splits, build_model(spec, config, splits)
+
+
+def run_arm(arm: str, dataset: str, seed: int, epochs: int, data_root: Path) -> dict:
+    model, settings, on_our_loader, recbole_init = ARMS[arm]
+    with tempfile.TemporaryDirectory() as work:
+        settings = {**SIZES, **settings, "epochs": epochs, "stopping_step": epochs + 1,
+                    "checkpoint_dir": work}
+        spec, config, splits, net = built(model, dataset, settings, seed, data_root, on_our_loader)
+        if recbole_init:
+            theirs = built("recbole:NARM", dataset, settings, seed, data_root)[3]
+            recboles_weights_in_ours(theirs, net)
+        loader = train_loader(spec, config, splits)
+        steps = len(loader)
+        trainer = HarnessTrainer(config, net)
+        trainer.fit(loader, splits.cases("valid"), saved=False)
+    metric = config["valid_metric"].lower()
+    return {"arm": arm, "seed": seed, "valid_metric": metric, "steps_per_epoch": steps,
+            "valid": [c["valid"][metric] for c in trainer.curve],
+            "train_loss": [c["train_loss"] / steps for c in trainer.curve]}  # mean over the epoch's steps
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20000, help="newest Diginetica training sessions")
+    parser.add_argument("--test-cases", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--source", type=Path, default=SHARED_DIGINETICA)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("reports/narm_pipeline_ablation.json"))
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.arms.split(",")) - set(ARMS))
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    torch.set_num_threads(args.threads)
+
+    from bench.convert import convert
+
+    runs = []
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        name = f"digi-newest-{args.sessions}"
+        convert("srgnn", cut_srgnn(args.source, scratch / "src", args.sessions, args.test_cases), name,
+                scratch / "atomic")
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for arm in args.arms.split(","):
+                run = run_arm(arm, name, seed, args.epochs, scratch / "atomic")
+                print(json.dumps(run), flush=True)
+                runs.append(run)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python -m bench.benchmarks.narm_pipeline_ablation", *(argv or sys.argv[1:])])
+    args.out.write_text(json.dumps({"command": command,
+                                    "sessions": args.sessions, "epochs": args.epochs, "runs": runs,
+                                    "environment": environment()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
