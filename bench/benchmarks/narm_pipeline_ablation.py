@@ -22,7 +22,7 @@ If ``recbole-our-loader`` follows ``ours``, the loader is the difference; if
 ``ours-recbole-init`` follows ``recbole``, the initial weights are.
 
     python -m bench.benchmarks.narm_pipeline_ablation [--sessions 20000] [--epochs 2]
-        [--seeds 0,1,2] [--arms recbole,ours,...] [--out reports/narm_pipeline_ablation.json]
+        [--seeds 0,1,2] [--arms recbole,ours,...] [--dropout 0,0] [--out reports/narm_pipeline_ablation.json]
 
 Prints one JSON line per arm and seed (validation MRR@20 and mean training loss per
 epoch) and writes them all to ``--out``. Timing is not its point (the arms differ in
@@ -113,10 +113,10 @@ def built(model: str, dataset: str, settings: dict, seed: int, data_root: Path, 
     return spec, config, splits, build_model(spec, config, splits)
 
 
-def run_arm(arm: str, dataset: str, seed: int, epochs: int, data_root: Path) -> dict:
+def run_arm(arm: str, dataset: str, seed: int, epochs: int, data_root: Path, extra: dict | None = None) -> dict:
     model, settings, on_our_loader, recbole_init = ARMS[arm]
     with tempfile.TemporaryDirectory() as work:
-        settings = {**SIZES, **settings, "epochs": epochs, "stopping_step": epochs + 1,
+        settings = {**SIZES, **settings, **(extra or {}), "epochs": epochs, "stopping_step": epochs + 1,
                     "checkpoint_dir": work}
         spec, config, splits, net = built(model, dataset, settings, seed, data_root, on_our_loader)
         if recbole_init:
@@ -127,7 +127,7 @@ def run_arm(arm: str, dataset: str, seed: int, epochs: int, data_root: Path) -> 
         trainer = HarnessTrainer(config, net)
         trainer.fit(loader, splits.cases("valid"), saved=False)
     metric = config["valid_metric"].lower()
-    return {"arm": arm, "seed": seed, "valid_metric": metric, "steps_per_epoch": steps,
+    return {"arm": arm, "seed": seed, "settings": extra or {}, "valid_metric": metric, "steps_per_epoch": steps,
             "valid": [c["valid"][metric] for c in trainer.curve],
             "train_loss": [c["train_loss"] / steps for c in trainer.curve]}  # mean over the epoch's steps
 
@@ -140,6 +140,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--source", type=Path, default=SHARED_DIGINETICA)
+    parser.add_argument("--dropout", help="both dropout probabilities for every arm, e.g. 0,0 "
+                        "(default: each model's own, 0.25 and 0.5)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("reports/narm_pipeline_ablation.json"))
     args = parser.parse_args(argv)
@@ -150,6 +152,7 @@ def main(argv=None) -> None:
 
     from bench.convert import convert
 
+    extra = {} if args.dropout is None else {"dropout_probs": [float(p) for p in args.dropout.split(",")]}
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -158,7 +161,7 @@ def main(argv=None) -> None:
                 scratch / "atomic")
         for seed in [int(s) for s in args.seeds.split(",")]:
             for arm in args.arms.split(","):
-                run = run_arm(arm, name, seed, args.epochs, scratch / "atomic")
+                run = run_arm(arm, name, seed, args.epochs, scratch / "atomic", extra)
                 print(json.dumps(run), flush=True)
                 runs.append(run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
