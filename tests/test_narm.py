@@ -290,3 +290,72 @@ def test_trained_on_real_sessions_it_beats_pop_and_is_reproducible(diginetica_sl
     assert first.epochs_trained == 2 and first.num_test_cases == len(first.ranks["test_full"])
     for metric in ("recall@20", "mrr@20", "ndcg@10"):
         assert ours[metric] > 2 * pop[metric], (metric, ours[metric], pop[metric])
+
+
+class SharedMasks:
+    """Dropout masks drawn once per step and key, so that two models drop the same units."""
+
+    def __init__(self, p: dict[str, float], seed: int):
+        self.p, self.generator, self.drawn = p, torch.Generator().manual_seed(seed), {}
+
+    def mask(self, key: str, shape) -> torch.Tensor:
+        if key not in self.drawn:
+            keep = 1 - self.p[key]
+            self.drawn[key] = torch.bernoulli(torch.full(shape, keep), generator=self.generator) / keep
+        return self.drawn[key]
+
+
+class SharedMaskDropout(torch.nn.Module):
+    def __init__(self, masks: SharedMasks, key: str, swap_halves: bool = False):
+        super().__init__()
+        self.masks, self.key, self.swap_halves = masks, key, swap_halves
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        mask = self.masks.mask(self.key, x.shape)
+        return x * (halves_swapped(mask) if self.swap_halves else mask)
+
+
+def test_with_the_same_dropout_masks_it_trains_as_recboles_narm(digi_splits, monkeypatch):
+    """Training under dropout: from RecBole's NARM's weights, on the same batches of real
+    prefix rows, with the same units dropped (RecBole's ``[c_l; c_g]`` is our
+    ``[c_g; c_l]``), ours follows RecBole's NARM step by step through 30 Adam steps (lr 1e-2: far from the start),
+    loss for loss. So the two differ under dropout only by which units a seed drops."""
+    from bench.compat import disable_anomaly_detection
+    from recbole.model.sequential_recommender.narm import NARM
+
+    disable_anomaly_detection()  # RecBole's import turns it on: 6x slower steps
+    monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)  # the plain path: masks over [B, L, E]
+    config, splits = digi_splits
+    config["n_layers"] = 1  # RecBole's NARM reads it; ours has the paper's one GRU layer
+    torch.manual_seed(5)
+    theirs, ours = NARM(config, splits.train), BenchNARM(config, splits.train)
+    recboles_weights_in_ours(theirs, ours)
+    masks = SharedMasks({"embedding": 0.25, "context": 0.5}, seed=7)
+    theirs.emb_dropout, theirs.ct_dropout = SharedMaskDropout(masks, "embedding"), \
+        SharedMaskDropout(masks, "context", swap_halves=True)
+    ours.embedding_dropout, ours.context_dropout = SharedMaskDropout(masks, "embedding"), \
+        SharedMaskDropout(masks, "context")
+    theirs.train(), ours.train()
+    their_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-2)
+    our_optimizer = torch.optim.Adam(ours.parameters(), lr=1e-2)
+
+    rows = splits.train.inter_feat
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(11))
+    their_losses, our_losses = [], []
+    for step in range(30):
+        batch = rows[order[step * 64:(step + 1) * 64]]
+        seq, lengths, targets = batch["item_id_list"], batch["item_length"], batch["item_id"]
+        masks.drawn = {}  # this step's masks
+        for model, optimizer, output, losses in (
+                (theirs, their_optimizer, lambda: theirs(seq, lengths), their_losses),
+                (ours, our_optimizer, lambda: ours.last_representation(seq, lengths), our_losses)):
+            loss = torch.nn.functional.cross_entropy(output() @ model.item_embedding.weight[1:].t(), targets - 1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    assert their_losses[-1] < their_losses[0] - 0.01  # it learned
+    torch.testing.assert_close(torch.tensor(our_losses), torch.tensor(their_losses), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.B.weight, halves_swapped(theirs.b.weight), rtol=1e-4, atol=1e-5)
