@@ -16,6 +16,8 @@ slice with the same sizes, 512 targets a step, Adam 1e-3, no early stopping:
 * ``ours``: our NARM on that loader;
 * ``ours-recbole-init``: our NARM from RecBole's NARM's initial weights at the same seed
   (mapped parameter by parameter, :func:`recboles_weights_in_ours`), on that loader;
+* ``recbole-without-item-0``: RecBole's NARM with its softmax over items 1.. as ours
+  (RecBole's also scores item 0, the padding, and trains its embedding as a candidate);
 * ``ours-iid``: our NARM as it ships (``batch_unit: iid_targets``).
 
 If ``recbole-our-loader`` follows ``ours``, the loader is the difference; if
@@ -35,10 +37,11 @@ import json
 import pickle
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 import bench  # noqa: F401  (compat shims before recbole)
 from bench.data import load_splits, make_config
@@ -49,12 +52,24 @@ from bench.training import HarnessTrainer
 
 SIZES = {"embedding_size": 50, "hidden_size": 100, "train_batch_size": 512}
 OUR_ROWS = {"batch_unit": "targets", "train_stride": 1}  # RecBole's prefix rows, one loss each
-ARMS = {  # name: (model, settings, RecBole's model on our loader, ours from RecBole's initial weights)
-    "recbole": ("recbole:NARM", {}, False, False),
-    "recbole-our-loader": ("recbole:NARM", OUR_ROWS, True, False),
-    "ours": ("narm", OUR_ROWS, False, False),
-    "ours-recbole-init": ("narm", OUR_ROWS, False, True),
-    "ours-iid": ("narm", {"batch_unit": "iid_targets"}, False, False),
+
+
+@dataclass(frozen=True)
+class Arm:
+    model: str
+    settings: dict = field(default_factory=dict)
+    on_our_loader: bool = False  # RecBole's model on our loader's rows
+    recbole_init: bool = False  # ours from RecBole's NARM's initial weights at the seed
+    padding_candidate: bool = True  # RecBole's softmax over item 0 (padding) too, as RecBole's NARM has it
+
+
+ARMS = {
+    "recbole": Arm("recbole:NARM"),
+    "recbole-our-loader": Arm("recbole:NARM", OUR_ROWS, on_our_loader=True),
+    "recbole-without-item-0": Arm("recbole:NARM", padding_candidate=False),
+    "ours": Arm("narm", OUR_ROWS),
+    "ours-recbole-init": Arm("narm", OUR_ROWS, recbole_init=True),
+    "ours-iid": Arm("narm", {"batch_unit": "iid_targets"}),
 }
 SHARED_DIGINETICA = Path(__file__).resolve().parents[3] / "shared" / "data" / "diginetica"
 
@@ -98,14 +113,24 @@ def recboles_weights_in_ours(theirs, ours) -> None:
         ours.B.weight.copy_(halves_swapped(theirs.b.weight))
 
 
-def built(model: str, dataset: str, settings: dict, seed: int, data_root: Path, on_our_loader: bool = False):
+def loss_without_padding_candidate(self, interaction):
+    """RecBole's NARM cross-entropy over items 1.. (ours' candidates), not 0.."""
+    output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+    return F.cross_entropy(output @ self.item_embedding.weight[1:].t(), interaction[self.POS_ITEM_ID] - 1)
+
+
+def built(model: str, dataset: str, settings: dict, seed: int, data_root: Path, arm: Arm | None = None):
     """(spec, config, splits, model) as :func:`bench.runner.run_once` builds them."""
     from recbole.utils import init_seed
 
     spec = resolve_model(model)
-    if on_our_loader:  # the runner gives whole-sequence rows and our loader to such a class
-        # (the same class name: RecBole loads its own model YAML by it)
-        spec = replace(spec, cls=type(spec.cls.__name__, (spec.cls,), {"train_on": "sequences"}))
+    changes = {}
+    if arm is not None and arm.on_our_loader:  # the runner gives whole-sequence rows and our loader to such a class
+        changes["train_on"] = "sequences"
+    if arm is not None and not arm.padding_candidate:
+        changes["calculate_loss"] = loss_without_padding_candidate
+    if changes:  # the same class name: RecBole loads its own model YAML by it
+        spec = replace(spec, cls=type(spec.cls.__name__, (spec.cls,), changes))
     config = make_config(spec, dataset, {**settings, "seed": seed, "device": "cpu", "use_gpu": False}, data_root)
     init_seed(config["seed"], config["reproducibility"])
     splits = load_splits(config, data_root)
@@ -114,12 +139,12 @@ def built(model: str, dataset: str, settings: dict, seed: int, data_root: Path, 
 
 
 def run_arm(arm: str, dataset: str, seed: int, epochs: int, data_root: Path, extra: dict | None = None) -> dict:
-    model, settings, on_our_loader, recbole_init = ARMS[arm]
+    chosen = ARMS[arm]
     with tempfile.TemporaryDirectory() as work:
-        settings = {**SIZES, **settings, **(extra or {}), "epochs": epochs, "stopping_step": epochs + 1,
+        settings = {**SIZES, **chosen.settings, **(extra or {}), "epochs": epochs, "stopping_step": epochs + 1,
                     "checkpoint_dir": work}
-        spec, config, splits, net = built(model, dataset, settings, seed, data_root, on_our_loader)
-        if recbole_init:
+        spec, config, splits, net = built(chosen.model, dataset, settings, seed, data_root, chosen)
+        if chosen.recbole_init:
             theirs = built("recbole:NARM", dataset, settings, seed, data_root)[3]
             recboles_weights_in_ours(theirs, net)
         loader = train_loader(spec, config, splits)
