@@ -25,6 +25,11 @@ If ``recbole-our-loader`` follows ``ours``, the loader is the difference; if
 
     python -m bench.benchmarks.narm_pipeline_ablation [--sessions 20000] [--epochs 2]
         [--seeds 0,1,2] [--arms recbole,ours,...] [--dropout 0,0] [--out reports/narm_pipeline_ablation.json]
+    python -m bench.benchmarks.narm_pipeline_ablation --gradient-draws 400 --seeds 0 [--sessions 3000]
+
+``--gradient-draws K`` trains nothing: it compares the two models' gradients under
+dropout on one batch, their mean and variance over K mask draws
+(:func:`gradient_moments`).
 
 Prints one JSON line per arm and seed (validation MRR@20 and mean training loss per
 epoch) and writes them all to ``--out``. Timing is not its point (the arms differ in
@@ -157,6 +162,62 @@ def run_arm(arm: str, dataset: str, seed: int, epochs: int, data_root: Path, ext
             "train_loss": [c["train_loss"] / steps for c in trainer.curve]}  # mean over the epoch's steps
 
 
+# ours' parameter, RecBole's NARM's parameter holding the same role
+PARAMETER_PAIRS = (("item_embedding.weight", "item_embedding.weight"), ("gru.weight_ih_l0", "gru.weight_ih_l0"),
+                   ("gru.weight_hh_l0", "gru.weight_hh_l0"), ("A1.weight", "a_2.weight"),
+                   ("A2.weight", "a_1.weight"), ("v.weight", "v_t.weight"), ("B.weight", "b.weight"))
+
+
+def gradient_moments(dataset: str, seed: int, draws: int, data_root: Path, plain: bool = False) -> dict:
+    """Under dropout, the mean and variance of each parameter's gradient over ``draws``
+    independent mask draws, ours (its ``calculate_loss``) against RecBole's NARM (its
+    forward and the cross-entropy over items 1.., ours' candidates), from the same weights
+    on the first batch of our loader's prefix rows. Per parameter: the norm of the
+    difference of the means relative to RecBole's mean (noise alone gives ~``1 /
+    sqrt(draws)``), the mean and sd of the element-wise z-scores of that difference
+    (noise alone: 0 and 1), and the ratio of the summed variances (noise alone: ~1)."""
+    from bench.compat import disable_anomaly_detection
+    from custom_models.cpu import narm as cpu_narm
+
+    settings = {**SIZES, **OUR_ROWS}
+    spec, config, splits, ours = built("narm", dataset, settings, seed, data_root)
+    theirs = built("recbole:NARM", dataset, settings, seed, data_root)[3]
+    disable_anomaly_detection()  # RecBole's model import turned it on
+    recboles_weights_in_ours(theirs, ours)
+    batch = next(iter(train_loader(spec, config, splits)))
+    ours.train(), theirs.train()
+    seq, lengths, targets = batch["item_id_list"], batch["item_length"], batch["item_id"]
+    our_params, their_params = dict(ours.named_parameters()), dict(theirs.named_parameters())
+
+    def their_loss():
+        return F.cross_entropy(theirs(seq, lengths) @ theirs.item_embedding.weight[1:].t(), targets - 1)
+
+    grads = {name: ([], []) for name, _ in PARAMETER_PAIRS}
+    applies = cpu_narm.applies
+    if plain:
+        cpu_narm.applies = lambda item_seq: False
+    try:
+        for _ in range(draws):
+            for side, (loss, params) in enumerate(((lambda: ours.calculate_loss(batch), our_params),
+                                                   (their_loss, their_params))):
+                names = [pair[side] for pair in PARAMETER_PAIRS]
+                for (name, _), grad in zip(PARAMETER_PAIRS, torch.autograd.grad(loss(), [params[n] for n in names])):
+                    grads[name][side].append((halves_swapped(grad) if name == "B.weight" and side else grad).flatten())
+    finally:
+        cpu_narm.applies = applies
+    moments = {}
+    for name, (our_draws, their_draws) in grads.items():
+        a, b = torch.stack(our_draws), torch.stack(their_draws)
+        diff, noise = a.mean(0) - b.mean(0), (a.var(0) / draws + b.var(0) / draws).sqrt()
+        varying = noise > 1e-12  # entries with a gradient on some draw
+        z = diff[varying] / noise[varying]
+        moments[name] = {"relative_difference_of_means": (diff.norm() / b.mean(0).norm()).item(),
+                         "z_mean": z.mean().item(), "z_sd": z.std().item(),
+                         "variance_ratio": (a.var(0)[varying].sum() / b.var(0)[varying].sum()).item()}
+    return {"seed": seed, "draws": draws, "path": "plain" if plain else "cpu", "rows": len(seq),
+            "parameters": moments}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20000, help="newest Diginetica training sessions")
@@ -167,6 +228,9 @@ def main(argv=None) -> None:
     parser.add_argument("--source", type=Path, default=SHARED_DIGINETICA)
     parser.add_argument("--dropout", help="both dropout probabilities for every arm, e.g. 0,0 "
                         "(default: each model's own, 0.25 and 0.5)")
+    parser.add_argument("--gradient-draws", type=int, default=0,
+                        help="instead of training: the gradient's mean and variance over this many dropout "
+                             "draws on one batch, ours (CPU and plain path) against RecBole's (gradient_moments)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("reports/narm_pipeline_ablation.json"))
     args = parser.parse_args(argv)
@@ -185,6 +249,12 @@ def main(argv=None) -> None:
         convert("srgnn", cut_srgnn(args.source, scratch / "src", args.sessions, args.test_cases), name,
                 scratch / "atomic")
         for seed in [int(s) for s in args.seeds.split(",")]:
+            if args.gradient_draws:
+                for plain in (False, True):
+                    run = gradient_moments(name, seed, args.gradient_draws, scratch / "atomic", plain)
+                    print(json.dumps(run), flush=True)
+                    runs.append(run)
+                continue
             for arm in args.arms.split(","):
                 run = run_arm(arm, name, seed, args.epochs, scratch / "atomic", extra)
                 print(json.dumps(run), flush=True)
