@@ -2,7 +2,7 @@
 per-epoch means over seeds (hand-computed; no training here)."""
 import pytest
 
-from bench.benchmarks.learning_per_epoch import compare, over_seeds, paired_difference, time_to
+from bench.benchmarks.learning_per_epoch import compare, over_seeds, paired_difference, time_to, unit_settings
 
 
 def side(valid, seconds, seed=0):
@@ -114,3 +114,8 @@ def test_the_markdown_report_shows_means_times_and_the_paired_verdict():
     assert "| ours (iid_targets) | 0.0900 ± 0.0141 | 0.2300 ± 0.0141 | 3 | 6 s (epoch 2, 3.33x) |" in text
     # paired: epoch 1 differences -.02 and 0 (mean -.01, std .0141, t(.975, 1) = 12.706: ± .127)
     assert "| ours (iid_targets) − RecBole's, paired by seed (2) | -0.0100 [-0.1371, +0.1171] level within noise" in text
+
+
+def test_a_unit_with_a_stride_sets_overlapping_windows():
+    assert unit_settings("iid_targets") == {"batch_unit": "iid_targets"}
+    assert unit_settings("sequences@25") == {"batch_unit": "sequences", "train_stride": 25}

@@ -258,14 +258,21 @@ def markdown(out: dict) -> str:
     return "\n".join(lines)
 
 
+def unit_settings(unit: str) -> dict:
+    """``batch_unit`` (and ``train_stride``) of one of our sides: ``sequences`` or ``sequences@25``."""
+    name, _, stride = unit.partition("@")
+    return {"batch_unit": name, **({"train_stride": int(stride)} if stride else {})}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", default="narm,sasrec")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--session-data", default="diginetica")
     parser.add_argument("--loo-data", default="beauty")
-    parser.add_argument("--narm-units", default="iid_targets,targets")
-    parser.add_argument("--sasrec-units", default="sequences,iid_targets")
+    parser.add_argument("--narm-units", default="iid_targets,targets",
+                        help="our sides' batch units; UNIT@S also sets train_stride S (overlapping windows)")
+    parser.add_argument("--sasrec-units", default="sequences,iid_targets", help="as --narm-units, e.g. sequences@25")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     parser.add_argument("--threads", type=int, default=None)
@@ -287,11 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     for pair in pairs:
         if pair == "narm":
             dataset, sizes = args.session_data, NARM_SIZES
-            ours = [("narm", {**sizes, "batch_unit": unit}) for unit in args.narm_units.split(",")]
+            ours = [("narm", {**sizes, **unit_settings(unit)}) for unit in args.narm_units.split(",")]
             theirs = ("recbole:NARM", {**sizes, "n_layers": 1})
         elif pair == "sasrec":
             dataset, sizes = args.loo_data, SASREC_SIZES
-            ours = [("sasrec", {**sizes, "batch_unit": unit, "dropout_prob": 0.2}) for unit in args.sasrec_units.split(",")]
+            ours = [("sasrec", {**sizes, **unit_settings(unit), "dropout_prob": 0.2})
+                    for unit in args.sasrec_units.split(",")]
             # RecBole's FFN at the paper's width (d) and activation, its dropouts at the paper's 0.2
             theirs = ("recbole:SASRec", {**sizes, "inner_size": 50, "hidden_act": "relu", "attn_dropout_prob": 0.2,
                                          "hidden_dropout_prob": 0.2, "valid_metric": "NDCG@10"})
@@ -302,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         sides = {"recbole": side_over_seeds(theirs, dataset, args.epochs, seeds, data_root, store)}
         print(json.dumps({pair: {"recbole": sides["recbole"]["mean"]}}), flush=True)
         for model, settings in ours:
-            label = f"ours ({settings.get('batch_unit')})"
+            label = f"ours ({settings.get('batch_unit')}" + (
+                f", windows {settings['train_stride']} apart)" if "train_stride" in settings else ")")
             sides[label] = side_over_seeds((model, settings), dataset, args.epochs, seeds, data_root, store)
             sides[label]["vs_recbole"] = compare(sides[label]["mean"], sides["recbole"]["mean"])
             sides[label]["vs_recbole_per_seed"] = [compare(o, t) for o, t in zip(sides[label]["runs"],
