@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -23,9 +24,6 @@ def test_recbole_train_save_reload_evaluate_cycle(tmp_path, monkeypatch):
     from recbole.model.sequential_recommender import GRU4Rec
     from recbole.trainer import Trainer
 
-    from bench.compat import disable_anomaly_detection
-
-    disable_anomaly_detection()  # the import above ran RecBole's sine.py; keep later tests fast
     monkeypatch.setattr(sys, "argv", sys.argv[:1])  # RecBole's Config reads sys.argv
     config = Config(
         model="GRU4Rec",
@@ -86,3 +84,20 @@ def test_our_trainer_switches_off_the_anomaly_detection_recbole_switches_on(ml10
         assert trainer is not None and not torch.is_anomaly_enabled()
     finally:
         torch.autograd.set_detect_anomaly(False)
+
+
+def test_importing_recboles_sequential_models_leaves_anomaly_mode_as_it_was():
+    """RecBole's ``sine.py`` switches anomaly mode on at import; the compat hook puts it
+    back, both when it was off and when a user had switched it on. A fresh interpreter:
+    this one may have imported RecBole already."""
+    script = (
+        "import sys, torch, bench\n"
+        "torch.autograd.set_detect_anomaly(sys.argv[1] == 'on')\n"
+        "from recbole.model.sequential_recommender import NARM, SINE\n"
+        "print(torch.is_anomaly_enabled())\n"
+    )
+    for before, expected in (("off", "False"), ("on", "True")):
+        done = subprocess.run([sys.executable, "-c", script, before], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().splitlines()[-1] == expected
+

@@ -322,10 +322,8 @@ def test_with_the_same_dropout_masks_it_trains_as_recboles_narm(digi_splits, mon
     prefix rows, with the same units dropped (RecBole's ``[c_l; c_g]`` is our
     ``[c_g; c_l]``), ours follows RecBole's NARM step by step through 30 Adam steps (lr 1e-2: far from the start),
     loss for loss. So the two differ under dropout only by which units a seed drops."""
-    from bench.compat import disable_anomaly_detection
     from recbole.model.sequential_recommender.narm import NARM
 
-    disable_anomaly_detection()  # RecBole's import turns it on: 6x slower steps
     monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)  # the plain path: masks over [B, L, E]
     config, splits = digi_splits
     config["n_layers"] = 1  # RecBole's NARM reads it; ours has the paper's one GRU layer

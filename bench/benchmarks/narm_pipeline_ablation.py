@@ -177,13 +177,11 @@ def gradient_moments(dataset: str, seed: int, draws: int, data_root: Path, plain
     difference of the means relative to RecBole's mean (noise alone gives ~``1 /
     sqrt(draws)``), the mean and sd of the element-wise z-scores of that difference
     (noise alone: 0 and 1), and the ratio of the summed variances (noise alone: ~1)."""
-    from bench.compat import disable_anomaly_detection
     from custom_models.cpu import narm as cpu_narm
 
     settings = {**SIZES, **OUR_ROWS}
     spec, config, splits, ours = built("narm", dataset, settings, seed, data_root)
     theirs = built("recbole:NARM", dataset, settings, seed, data_root)[3]
-    disable_anomaly_detection()  # RecBole's model import turned it on
     recboles_weights_in_ours(theirs, ours)
     batch = next(iter(train_loader(spec, config, splits)))
     ours.train(), theirs.train()
