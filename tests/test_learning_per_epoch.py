@@ -119,3 +119,26 @@ def test_the_markdown_report_shows_means_times_and_the_paired_verdict():
 def test_a_unit_with_a_stride_sets_overlapping_windows():
     assert unit_settings("iid_targets") == {"batch_unit": "iid_targets"}
     assert unit_settings("sequences@25") == {"batch_unit": "sequences", "train_stride": 25}
+
+
+def test_recboles_shorter_budget_leaves_its_later_epochs_blank_and_pairs_only_its_epochs():
+    from bench.benchmarks.learning_per_epoch import markdown
+
+    theirs_runs = [{**side([0.20], [30.0], seed=s), "valid_metric": "ndcg@10"} for s in (0, 1)]
+    ours_runs = [side([0.10, 0.21, 0.25], [2.0, 2.0, 2.0], seed=0), side([0.12, 0.19, 0.23], [4.0, 4.0, 4.0], seed=1)]
+    theirs_mean, ours_mean = over_seeds(theirs_runs), over_seeds(ours_runs)
+    verdict = compare(ours_mean, theirs_mean)
+    # ours' means .11, .20, .24: RecBole's best .20 reached at epoch 2, after 3 + 3 s
+    assert (verdict["ours_epoch"], verdict["ours_seconds"], verdict["speedup"]) == (2, 6.0, 5.0)
+    diff = paired_difference(ours_runs, theirs_runs)
+    assert len(diff["mean"]) == 1 and diff["mean"][0] == pytest.approx(-0.09)  # epoch 1 only
+    out = {"device": "cpu", "epochs": 3, "recbole_epochs": 1, "seeds": [0, 1], "pairs": {"sasrec": {
+        "dataset": "ml100k", "sides": {
+            "recbole": {"model": "recbole:SASRec", "runs": theirs_runs, "mean": theirs_mean},
+            "ours (sequences)": {"model": "sasrec", "runs": ours_runs, "mean": ours_mean, "vs_recbole": verdict,
+                                 "minus_recbole_by_seed": diff}}}}}
+    text = markdown(out)
+    assert "3 epochs ours, a fixed budget of 1 RecBole's" in text
+    assert "| RecBole's SASRec | 0.2000 | – | – | 30 | 30 s (epoch 1) |" in text
+    assert "| ours (sequences) | 0.1100 ± 0.0141 | 0.2000 ± 0.0141 | 0.2400 ± 0.0141 | 3 | 6 s (epoch 2, 5.00x) |" in text
+    assert "| ours (sequences) − RecBole's, paired by seed (2) | -0.0900 [" in text and "|  |  | | |" in text

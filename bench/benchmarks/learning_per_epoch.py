@@ -19,8 +19,14 @@ Pairs (``--pairs``):
   RecBole's CE on prefix rows.
 
     python -m bench.benchmarks.learning_per_epoch [--pairs narm,sasrec] [--epochs 5]
-        [--session-data diginetica] [--loo-data beauty] [--seeds 0,1,2] [--out reports/learning_per_epoch.json]
-        [--store results/learning_per_epoch]
+        [--recbole-epochs N] [--session-data diginetica] [--loo-data beauty] [--seeds 0,1,2]
+        [--out reports/learning_per_epoch.json] [--store results/learning_per_epoch]
+
+``--recbole-epochs`` gives RecBole's side a fixed budget of its own (default: ``--epochs``),
+as :mod:`bench.benchmarks.model_speed` does: where ours is cheap per epoch but behind at
+every epoch, the question is whether it reaches RecBole's best of that budget sooner in
+seconds, and that takes more of our epochs than RecBole can afford. Per-epoch
+comparisons then cover RecBole's epochs only.
 
 It writes the JSON (``--out``) and, beside it, a markdown report (the same name with
 ``.md``): per epoch the mean validation score of each side over the seeds (± the
@@ -218,12 +224,12 @@ def _score(values: list[float], spread: list[float] | None, epoch: int) -> str:
 
 def markdown(out: dict) -> str:
     """The benchmark's JSON as a markdown report (see the module's docstring)."""
-    epochs = out["epochs"]
+    epochs = max(out["epochs"], out.get("recbole_epochs", 0))  # columns: the longer side's epochs
     lines = ["# Learning per epoch: ours against RecBole's same-name model", "",
              f"Command: `{out.get('command', '?')}`  ",
              f"Commit: `{out.get('commit') or '?'}` (a side-run taken from a store names its own "
              f"in its JSON there); device: {out['device']}; seeds: {', '.join(map(str, out['seeds']))}; "
-             f"{epochs} epochs a side, no early stopping; mean ± sample standard deviation over the seeds.", ""]
+             f"{budget_text(out)}, no early stopping; mean ± sample standard deviation over the seeds.", ""]
     for pair, block in out["pairs"].items():
         sides = block["sides"]
         theirs = sides["recbole"]
@@ -244,18 +250,27 @@ def markdown(out: dict) -> str:
                            f"{verdict['ours_seconds']:.0f} s (epoch {verdict['ours_epoch']}, "
                            f"{verdict['speedup']:.2f}x)")
             lines.append(f"| {name} | " + " | ".join(_score(mean["valid"], mean["valid_std"], e)
+                                                    if e < len(mean["valid"]) else "–"
                                                     for e in range(epochs)) + f" | {seconds:.0f} | {to_best} |")
         for label, side in sides.items():
             diff = side.get("minus_recbole_by_seed")
             if not diff:
                 continue
             cells = []
-            for e in range(epochs):
+            for e in range(len(diff["mean"])):  # RecBole's epochs, where its budget is shorter
                 interval = "" if diff["low"] is None else f" [{diff['low'][e]:+.4f}, {diff['high'][e]:+.4f}]"
                 cells.append(f"{diff['mean'][e]:+.4f}{interval} {diff['verdict'][e]}")
+            cells += [""] * (epochs - len(cells))
             lines.append(f"| {label} − RecBole's, paired by seed ({diff['seeds']}) | " + " | ".join(cells) + " | | |")
         lines.append("")
     return "\n".join(lines)
+
+
+def budget_text(out: dict) -> str:
+    theirs = out.get("recbole_epochs", out["epochs"])
+    if theirs == out["epochs"]:
+        return f"{theirs} epochs a side"
+    return f"{out['epochs']} epochs ours, a fixed budget of {theirs} RecBole's"
 
 
 def unit_settings(unit: str) -> dict:
@@ -268,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", default="narm,sasrec")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--recbole-epochs", type=int, default=None,
+                        help="RecBole's fixed epoch budget (default: --epochs)")
     parser.add_argument("--session-data", default="diginetica")
     parser.add_argument("--loo-data", default="beauty")
     parser.add_argument("--narm-units", default="iid_targets,targets",
@@ -285,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     data_root = Path(args.data_root)
     device = device_name() + ("" if torch.cuda.is_available() else f" ({torch.get_num_threads()} threads)")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    out: dict = {"device": device, "epochs": args.epochs, "seeds": seeds, "pairs": {},
+    recbole_epochs = args.recbole_epochs or args.epochs
+    out: dict = {"device": device, "epochs": args.epochs, "recbole_epochs": recbole_epochs, "seeds": seeds, "pairs": {},
                  "command": "python -m bench.benchmarks.learning_per_epoch " + " ".join(
                      sys.argv[1:] if argv is None else argv),
                  "commit": environment().get("git_commit")}
@@ -307,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unknown pair {pair!r}")
         ensure_converted(dataset, data_root)
-        sides = {"recbole": side_over_seeds(theirs, dataset, args.epochs, seeds, data_root, store)}
+        sides = {"recbole": side_over_seeds(theirs, dataset, recbole_epochs, seeds, data_root, store)}
         print(json.dumps({pair: {"recbole": sides["recbole"]["mean"]}}), flush=True)
         for model, settings in ours:
             label = f"ours ({settings.get('batch_unit')}" + (
