@@ -224,12 +224,13 @@ def _score(values: list[float], spread: list[float] | None, epoch: int) -> str:
 
 def markdown(out: dict) -> str:
     """The benchmark's JSON as a markdown report (see the module's docstring)."""
-    epochs = max(out["epochs"], out.get("recbole_epochs", 0))  # columns: the longer side's epochs
+    theirs_epochs = out.get("recbole_epochs", out["epochs"])  # older JSON: one budget for both sides
+    epochs = max(out["epochs"], theirs_epochs)  # columns: the longer side's epochs
     lines = ["# Learning per epoch: ours against RecBole's same-name model", "",
              f"Command: `{out.get('command', '?')}`  ",
              f"Commit: `{out.get('commit') or '?'}` (a side-run taken from a store names its own "
              f"in its JSON there); device: {out['device']}; seeds: {', '.join(map(str, out['seeds']))}; "
-             f"{budget_text(out)}, no early stopping; mean ± sample standard deviation over the seeds.", ""]
+             f"{budget_text(out['epochs'], theirs_epochs)}, no early stopping; mean ± sample standard deviation over the seeds.", ""]
     for pair, block in out["pairs"].items():
         sides = block["sides"]
         theirs = sides["recbole"]
@@ -266,11 +267,10 @@ def markdown(out: dict) -> str:
     return "\n".join(lines)
 
 
-def budget_text(out: dict) -> str:
-    theirs = out.get("recbole_epochs", out["epochs"])
-    if theirs == out["epochs"]:
-        return f"{theirs} epochs a side"
-    return f"{out['epochs']} epochs ours, a fixed budget of {theirs} RecBole's"
+def budget_text(ours: int, theirs: int) -> str:
+    if theirs == ours:
+        return f"{ours} epochs a side"
+    return f"{ours} epochs ours, a fixed budget of {theirs} RecBole's"
 
 
 def unit_settings(unit: str) -> dict:
