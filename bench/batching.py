@@ -28,6 +28,13 @@ epoch (measured on MovieLens-100k: 5 Adam steps per NARM epoch against RecBole's
   its gradient (whole-sequence batches hold ~100 correlated sessions per 512 targets
   and learned less per epoch on short sessions), while the encoder runs once per row
   instead of once per prefix.
+  On long histories (leave-one-out) a batch's targets almost always come from as many
+  rows, so this costs as much as RecBole's prefix rows. ``targets_per_row: G`` (default 1)
+  draws them in groups: every epoch each row's targets are shuffled and cut into groups
+  of ``G``, the groups of all rows are shuffled, and batches are cut as before. A batch
+  then holds ~``train_batch_size / G`` rows, each encoded once: ~``G`` times fewer encoder
+  passes an epoch, and batches less i.i.d. than ``G = 1`` but far more than whole
+  sequences (``targets``) are.
 * ``sequences`` (SASRec's default, the paper's batch of 128 sequences; also what a
   model YAML without ``batch_unit`` gets): RecBole's own loader, ``train_batch_size`` rows.
 """
@@ -114,15 +121,38 @@ class IIDTargetBatchLoader(TrainDataLoader):
         self.target_pos = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + \
             np.repeat(start, counts)
         self.budget = max(1, int(config["train_batch_size"]))
+        per_row = config["targets_per_row"]
+        self.group = 1 if per_row is None else int(per_row)
+        if self.group < 1:
+            raise ValueError(f"targets_per_row must be at least 1, not {config['targets_per_row']!r}")
 
     def __len__(self) -> int:
         return -(-len(self.target_row) // self.budget)
 
     def __iter__(self):
         n = len(self.target_row)
-        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else np.arange(n)
+        if not self.shuffle:
+            order = np.arange(n)
+        elif self.group == 1:
+            order = torch.randperm(n, generator=self.generator).numpy()
+        else:
+            order = self.grouped_order()
         for lo in range(0, n, self.budget):
             yield self.batch(order[lo:lo + self.budget])
+
+    def grouped_order(self) -> np.ndarray:
+        """Every target once: each row's targets in a random order, cut into groups of
+        ``targets_per_row``, the groups of all rows in a random order."""
+        n = len(self.target_row)
+        shuffled = torch.randperm(n, generator=self.generator).numpy()
+        by_row = shuffled[np.argsort(self.target_row[shuffled], kind="stable")]  # random within each row
+        row = self.target_row[by_row]
+        first_of_row = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+        rank = np.arange(n) - np.repeat(first_of_row, np.diff(np.r_[first_of_row, n]))
+        group_start = rank % self.group == 0
+        group = np.cumsum(group_start) - 1
+        group_rank = torch.randperm(int(group_start.sum()), generator=self.generator).numpy()
+        return by_row[np.argsort(group_rank[group], kind="stable")]
 
     def batch(self, targets: np.ndarray):
         """The interaction for the targets at flat indices ``targets``."""

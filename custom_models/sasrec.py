@@ -49,7 +49,10 @@ where the paper is silent):
   be counted again in each longer prefix.
   ``train_batch_size: 128`` counts whole sequences as in the paper (``batch_unit:
   sequences``); ``batch_unit: targets`` packs sequences into batches of about that
-  many positions (:mod:`bench.batching`), the unit RecBole's prefix rows use.
+  many positions (:mod:`bench.batching`), the unit RecBole's prefix rows use;
+  ``batch_unit: iid_targets`` draws that many positions at random across all rows, as
+  RecBole's shuffled prefix rows are, and ``targets_per_row: G`` draws them ``G`` a row
+  (``G`` times fewer encoder passes an epoch).
 
 This file is plain PyTorch and runs on any device; on CPU the full-softmax loss and
 the full ranking's product come from :mod:`custom_models.cpu.ops` (oneDNN, same values,

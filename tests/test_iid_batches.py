@@ -100,3 +100,52 @@ def test_narm_batch_unit_auto_is_iid_on_sessions_and_whole_sequences_on_leave_on
         config = make_config(spec, name, {"device": "cpu", "use_gpu": False}, root)
         units[name] = config["batch_unit"]
     assert units == {diginetica_slice[1]: "iid_targets", ml100k[1]: "targets"}
+
+
+def _groups(order: np.ndarray, target_row: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """(row, targets) of each run of one row's targets in ``order``, runs cut at ``size``."""
+    runs, row, length = [], None, 0
+    for r in target_row[order]:
+        if r == row and length < size:
+            length += 1
+            continue
+        if row is not None:
+            runs.append((int(row), length))
+        row, length = r, 1
+    runs.append((int(row), length))
+    return runs
+
+
+def test_targets_per_row_cuts_each_rows_shuffled_targets_into_groups_in_random_order():
+    from types import SimpleNamespace
+
+    # rows 0, 1, 2 with 3, 2 and 1 targets; 2 a row: groups (0: 2 + 1), (1: 2), (2: 1)
+    target_row = np.array([0, 0, 0, 1, 1, 2])
+    orders = []
+    for seed in range(20):
+        loader = SimpleNamespace(target_row=target_row, group=2, generator=torch.Generator().manual_seed(seed))
+        order = IIDTargetBatchLoader.grouped_order(loader)
+        assert sorted(order.tolist()) == list(range(6))  # every target once
+        assert sorted(_groups(order, target_row, 2)) == [(0, 1), (0, 2), (1, 2), (2, 1)]
+        orders.append(tuple(order.tolist()))
+    assert len(set(orders)) > 5  # the groups' order and the targets within a row are drawn
+
+
+def test_targets_per_row_keeps_every_prefix_once_in_exact_batches_from_fewer_rows(setup):
+    spec, config, splits = setup(train_batch_size=64, targets_per_row=4)
+    train = splits.train.inter_feat
+    expected = sorted((int(s), tuple(seq[:n].tolist()), int(t)) for s, seq, n, t in
+                      zip(train["session_id"], train["item_id_list"], train["item_length"], train["item_id"]))
+    seen, sizes, rows = [], [], []
+    for batch in train_loader(spec, config, splits):
+        targets = _targets(batch, splits)
+        seen += targets
+        sizes.append(len(targets))
+        rows.append(len(batch))
+    assert sorted(seen) == expected
+    assert all(s == 64 for s in sizes[:-1])
+    plain = [len(b) for b in train_loader(*setup(train_batch_size=64)[:2], splits)]
+    assert np.mean(rows[:-1]) < 0.8 * np.mean(plain[:-1])  # a row gives up to 4 targets to a batch
+    spec, config, splits = setup(train_batch_size=64, targets_per_row=0)
+    with pytest.raises(ValueError, match="targets_per_row must be at least 1"):
+        train_loader(spec, config, splits)

@@ -2,7 +2,8 @@
 per-epoch means over seeds (hand-computed; no training here)."""
 import pytest
 
-from bench.benchmarks.learning_per_epoch import compare, over_seeds, paired_difference, time_to, unit_settings
+from bench.benchmarks.learning_per_epoch import (compare, over_seeds, paired_difference, side_label, time_to,
+                                                   unit_settings)
 
 
 def side(valid, seconds, seed=0):
@@ -119,6 +120,14 @@ def test_the_markdown_report_shows_means_times_and_the_paired_verdict():
 def test_a_unit_with_a_stride_sets_overlapping_windows():
     assert unit_settings("iid_targets") == {"batch_unit": "iid_targets"}
     assert unit_settings("sequences@25") == {"batch_unit": "sequences", "train_stride": 25}
+
+
+def test_a_unit_with_a_group_sets_targets_per_row_and_names_it():
+    settings = unit_settings("iid_targets:8@25")
+    assert settings == {"batch_unit": "iid_targets", "targets_per_row": 8, "train_stride": 25}
+    assert side_label(settings) == "ours (iid_targets, 8 a row, windows 25 apart)"
+    assert side_label(unit_settings("sequences@10")) == "ours (sequences, windows 10 apart)"
+    assert side_label(unit_settings("targets")) == "ours (targets)"
 
 
 def test_recboles_shorter_budget_leaves_its_later_epochs_blank_and_pairs_only_its_epochs():

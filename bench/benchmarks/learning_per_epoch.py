@@ -274,9 +274,22 @@ def budget_text(ours: int, theirs: int) -> str:
 
 
 def unit_settings(unit: str) -> dict:
-    """``batch_unit`` (and ``train_stride``) of one of our sides: ``sequences`` or ``sequences@25``."""
-    name, _, stride = unit.partition("@")
-    return {"batch_unit": name, **({"train_stride": int(stride)} if stride else {})}
+    """``batch_unit`` (and ``train_stride``, ``targets_per_row``) of one of our sides:
+    ``sequences``, ``sequences@25`` (windows 25 apart), ``iid_targets:8`` (8 targets a row)."""
+    unit, _, stride = unit.partition("@")
+    name, _, per_row = unit.partition(":")
+    return {"batch_unit": name, **({"train_stride": int(stride)} if stride else {}),
+            **({"targets_per_row": int(per_row)} if per_row else {})}
+
+
+def side_label(settings: dict) -> str:
+    """``ours (iid_targets, 8 a row, windows 25 apart)``."""
+    parts = [settings.get("batch_unit")]
+    if "targets_per_row" in settings:
+        parts.append(f"{settings['targets_per_row']} a row")
+    if "train_stride" in settings:
+        parts.append(f"windows {settings['train_stride']} apart")
+    return f"ours ({', '.join(parts)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session-data", default="diginetica")
     parser.add_argument("--loo-data", default="beauty")
     parser.add_argument("--narm-units", default="iid_targets,targets",
-                        help="our sides' batch units; UNIT@S also sets train_stride S (overlapping windows)")
+                        help="our sides' batch units; UNIT@S also sets train_stride S (overlapping windows), "
+                             "iid_targets:G targets_per_row G")
     parser.add_argument("--sasrec-units", default="sequences,iid_targets", help="as --narm-units, e.g. sequences@25")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
@@ -328,8 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         sides = {"recbole": side_over_seeds(theirs, dataset, recbole_epochs, seeds, data_root, store)}
         print(json.dumps({pair: {"recbole": sides["recbole"]["mean"]}}), flush=True)
         for model, settings in ours:
-            label = f"ours ({settings.get('batch_unit')}" + (
-                f", windows {settings['train_stride']} apart)" if "train_stride" in settings else ")")
+            label = side_label(settings)
             sides[label] = side_over_seeds((model, settings), dataset, args.epochs, seeds, data_root, store)
             sides[label]["vs_recbole"] = compare(sides[label]["mean"], sides["recbole"]["mean"])
             sides[label]["vs_recbole_per_seed"] = [compare(o, t) for o, t in zip(sides[label]["runs"],
