@@ -54,6 +54,8 @@ SET_PER_RUN = {
 # every run made before the key existed.
 OPTIONAL_KEYS = {
     "tf32": "CUDA float32 products and cuDNN on TF32 (bench/precision.py)",
+    "targets_per_row": "batch_unit: iid_targets draws a row's targets this many at a time; absent: 1 "
+                       "(bench/batching.py)",
 }
 
 
