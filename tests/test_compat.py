@@ -100,4 +100,3 @@ def test_importing_recboles_sequential_models_leaves_anomaly_mode_as_it_was():
         done = subprocess.run([sys.executable, "-c", script, before], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip().splitlines()[-1] == expected
-
