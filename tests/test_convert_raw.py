@@ -1,7 +1,10 @@
 """The NARM / SR-GNN preprocessing rules of the raw Diginetica and Yoochoose converters.
 
 There is no real raw file here, so every test writes a small click log in the
-published format and checks one rule on the converted sessions.
+published format and checks one rule on the converted sessions. The rules are SR-GNN's
+``datasets/preprocess.py`` as it runs, quirks included (checked outside the tests on
+the sample file its repository ships and on generated Yoochoose logs: the same
+sessions, prefixes and order as its pickles).
 """
 from __future__ import annotations
 
@@ -32,10 +35,10 @@ class Clicks:
     def session(self, sid: int, items: list[int], day: int, start: int = 0) -> None:
         self.rows += [(sid, item, day * DAY + start + k) for k, item in enumerate(items)]
 
-    def write(self, fmt: str, folder: Path) -> Path:
+    def write(self, fmt: str, folder: Path, header: str = "sessionId;userId;itemId;timeframe;eventdate") -> Path:
         if fmt == "diginetica-raw":
             path = folder / "train-item-views.csv"
-            lines = ["sessionId;userId;itemId;timeframe;eventdate"]
+            lines = [header]
             lines += [f"{s};;{i};{t};{FIRST_DAY + timedelta(days=t // DAY)}" for s, i, t in self.rows]
         else:
             path = folder / "yoochoose-clicks.dat"
@@ -84,13 +87,52 @@ def with_test_period(clicks: Clicks, last_day: int = 20) -> None:
         clicks.session(8001 + k, [1, 2], day=last_day)
 
 
-@pytest.mark.parametrize("fmt", RAW)
-def test_clicks_are_ordered_by_time_ties_in_file_order(fmt, tmp_path):
+def test_diginetica_clicks_are_ordered_by_timeframe_ties_in_file_order(tmp_path):
     clicks = Clicks()
     clicks.rows += [(100, 3, DAY + 9), (100, 1, DAY + 5), (100, 2, DAY + 7), (100, 4, DAY + 7)]
     with_test_period(clicks)
-    train = sessions(run(clicks, fmt, tmp_path), "train") + sessions(tmp_path / "out" / "raw", "valid")
+    train = sessions(run(clicks, "diginetica-raw", tmp_path), "train") + sessions(tmp_path / "out" / "raw", "valid")
     assert [1, 2, 4, 3] in train
+
+
+def test_yoochoose_clicks_stay_in_file_order(tmp_path):
+    # SR-GNN's script sorts Diginetica's clicks by timeframe and leaves Yoochoose's as listed
+    clicks = Clicks()
+    clicks.rows += [(100, 3, DAY + 9), (100, 1, DAY + 5), (100, 2, DAY + 7), (100, 4, DAY + 7)]
+    with_test_period(clicks)
+    train = sessions(run(clicks, "yoochoose-raw", tmp_path), "train") + sessions(tmp_path / "out" / "raw", "valid")
+    assert [3, 1, 2, 4] in train
+
+
+def test_diginetica_header_may_name_columns_in_snake_case(tmp_path):
+    """``session_id;user_id;item_id;timeframe;eventdate``: the header SR-GNN's script reads."""
+    clicks = Clicks()
+    clicks.session(100, [1, 2, 3], day=1)
+    with_test_period(clicks)
+    for name, header in [("camel", "sessionId;userId;itemId;timeframe;eventdate"),
+                         ("snake", "session_id;user_id;item_id;timeframe;eventdate")]:
+        (tmp_path / name).mkdir()
+        clicks.write("diginetica-raw", tmp_path / name, header=header)
+        convert("diginetica-raw", tmp_path / name, name, tmp_path / "out")
+    for split in ("train", "valid", "test"):
+        assert sessions(tmp_path / "out" / "snake", split) == sessions(tmp_path / "out" / "camel", split)
+    assert [1, 2, 3] in sessions(tmp_path / "out" / "snake", "train") + sessions(tmp_path / "out" / "snake", "valid")
+
+
+def test_yoochoose_header_line_is_skipped(tmp_path):
+    """SR-GNN's script needs ``session_id,timestamp,item_id,category`` on top of the file, so
+    its users' copies carry that line; the published file has none."""
+    clicks = Clicks()
+    clicks.session(100, [1, 2, 3], day=1)
+    with_test_period(clicks)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "headed").mkdir()
+    plain = clicks.write("yoochoose-raw", tmp_path / "plain")
+    (tmp_path / "headed" / plain.name).write_text("session_id,timestamp,item_id,category\n" + plain.read_text())
+    for name in ("plain", "headed"):
+        convert("yoochoose-raw", tmp_path / name, name, tmp_path / "out", fraction=4)
+    for split in ("train", "valid", "test"):
+        assert sessions(tmp_path / "out" / "headed", split) == sessions(tmp_path / "out" / "plain", split)
 
 
 @pytest.mark.parametrize("fmt", RAW)
@@ -138,27 +180,52 @@ def test_test_items_unseen_in_training_are_removed(fmt, tmp_path):
 def test_diginetica_test_period_is_the_last_7_days(tmp_path):
     clicks = Clicks()
     with_test_period(clicks, last_day=20)
-    clicks.session(130, [11, 12], day=13)  # exactly max_date - 7 days: training
+    clicks.session(129, [9, 10], day=12)  # before max_date - 7 days: training
+    clicks.session(130, [11, 12], day=13)  # exactly max_date - 7 days: neither (SR-GNN's < and >)
     clicks.session(131, [13, 14], day=14)  # within the last 7 days: test
-    clicks.rows += [(132, 15, 12 * DAY), (132, 16, 14 * DAY)]  # dated by its latest click: test
+    clicks.rows += [(132, 15, 12 * DAY), (132, 16, 14 * DAY)]  # dated by its last line, day 14: test
+    clicks.rows += [(133, 18, 14 * DAY), (133, 17, 12 * DAY)]  # last line on day 12: training
     folder = run(clicks, "diginetica-raw", tmp_path)
     train = sessions(folder, "train") + sessions(folder, "valid")
     test = sessions(folder, "test")
-    assert [11, 12] in train and [13, 14] in test and [15, 16] in test
-    assert [13, 14] not in train and [15, 16] not in train
+    assert [9, 10] in train and [13, 14] in test and [15, 16] in test and [17, 18] in train
+    assert [13, 14] not in train and [15, 16] not in train and [17, 18] not in test
+    assert [11, 12] not in train + test
 
 
 def test_yoochoose_test_period_is_the_last_day(tmp_path):
     clicks = Clicks()
     end = 20 * DAY + 3600
     clicks.rows += [(8001, 1, end - 10), (8001, 2, end)]  # the latest click in the file
-    clicks.rows += [(140, 11, end - DAY - 5), (140, 12, end - DAY)]  # exactly a day before: training
+    clicks.rows += [(139, 9, end - DAY - 5), (139, 10, end - DAY - 1)]  # before the last day: training
+    clicks.rows += [(140, 11, end - DAY - 5), (140, 12, end - DAY)]  # exactly a day before: neither
     clicks.rows += [(141, 13, end - DAY - 5), (141, 14, end - DAY + 1)]  # within the last day: test
-    clicks.rows += [(142, 15, end - DAY - 4000), (142, 16, end - 100)]  # dated by its latest click
+    clicks.rows += [(142, 15, end - DAY - 4000), (142, 16, end - 100)]  # dated by its last click
     folder = run(clicks, "yoochoose-raw", tmp_path)
     train = sessions(folder, "train") + sessions(folder, "valid")
     test = sessions(folder, "test")
-    assert [11, 12] in train and [13, 14] in test and [15, 16] in test
+    assert [9, 10] in train and [13, 14] in test and [15, 16] in test
+    assert [11, 12] not in train + test
+
+
+def test_yoochoose_dates_are_whole_seconds(tmp_path):
+    """SR-GNN parses ``timestamp[:19]``: milliseconds never date or order a session."""
+    clicks = Clicks()
+    with_test_period(clicks)
+    path = clicks.write("yoochoose-raw", tmp_path)
+    end = YOO_EPOCH + timedelta(seconds=20 * DAY + 1)  # the latest click: the test sessions' second
+    stamp = lambda t, ms: (t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z")  # noqa: E731
+    day_before = end - timedelta(days=1)
+    lines = [f"150,{stamp(day_before, 0)},11,0", f"150,{stamp(day_before, 400)},12,0",  # the split second: neither
+             f"160,{stamp(day_before - timedelta(seconds=9), 0)},13,0",  # two sessions ending in one second:
+             f"160,{stamp(day_before - timedelta(seconds=5), 900)},14,0",  # ordered by id, not milliseconds
+             f"161,{stamp(day_before - timedelta(seconds=9), 0)},15,0",
+             f"161,{stamp(day_before - timedelta(seconds=5), 100)},16,0"]
+    path.write_text(path.read_text() + "\n".join(lines) + "\n")
+    folder = convert("yoochoose-raw", tmp_path, "raw", tmp_path / "out", fraction=4)
+    train = sessions(folder, "train") + sessions(folder, "valid")
+    assert [11, 12] not in train + sessions(folder, "test")
+    assert train[-2:] == [[13, 14], [15, 16]]
 
 
 @pytest.mark.parametrize("fmt", RAW)
@@ -182,6 +249,7 @@ def test_sessions_are_sorted_by_date_then_id_and_validation_is_the_latest_tenth(
 
 @pytest.mark.parametrize("fraction", [64, 4])
 def test_yoochoose_fraction_keeps_the_most_recent_training_sessions(fraction, tmp_path):
+    """Sessions of two clicks: one prefix row each, so 1/fraction of the rows is of the sessions."""
     clicks = Clicks(fillers=0)
     for k in range(128):  # session k is (k mod 20, k+1 mod 20), one minute after session k-1
         clicks.session(1000 + k, [POOL[k % 20], POOL[(k + 1) % 20]], day=1, start=60 * k)
@@ -193,11 +261,23 @@ def test_yoochoose_fraction_keeps_the_most_recent_training_sessions(fraction, tm
     assert train == [[POOL[k % 20], POOL[(k + 1) % 20]] for k in range(128 - kept, 128)]
     assert manifest(folder)["num_train_sequences"] == kept
     assert manifest(folder)["settings"]["fraction"] == fraction
-    test = sessions(folder, "test")
-    if fraction == 64:  # items 1 and 2 occur only in old training sessions: the session vanishes
-        assert test == [[POOL[6], POOL[7], POOL[8]]]
-    else:
-        assert test == [[POOL[0], POOL[1]], [POOL[6], POOL[7], POOL[8]]]
+    # one test set for every fraction, as SR-GNN's: items 1 and 2 are in training sessions,
+    # though not in the kept 1/64 of them
+    assert sessions(folder, "test") == [[POOL[0], POOL[1]], [POOL[6], POOL[7], POOL[8]]]
+
+
+def test_yoochoose_fraction_counts_prefix_rows_and_keeps_whole_sessions(tmp_path):
+    clicks = Clicks(fillers=0)
+    for k in range(30):  # one prefix row each
+        clicks.session(1000 + k, [1, 2], day=1, start=60 * k)
+    for k in range(10):  # twelve prefix rows each
+        clicks.session(2000 + k, [1, 2, 3] * 4 + [1], day=2, start=60 * k)
+    with_test_period(clicks)
+    folder = run(clicks, "yoochoose-raw", tmp_path, fraction=4)
+    # 30 + 120 = 150 rows; the newest floor(150 / 4) = 37 start at row 113, the last row of
+    # long session 7 of 10 (rows 102-113): sessions 7-10 are kept whole, not 150 // 4 sessions
+    train = sessions(folder, "train") + sessions(folder, "valid")
+    assert train == [[1, 2, 3] * 4 + [1]] * 4
 
 
 def test_yoochoose_needs_a_fraction(tmp_path):

@@ -104,7 +104,8 @@ def convert(fmt: str, src: str | Path, name: str, out_root: str | Path = DEFAULT
         name: dataset name: the folder and RecBole's file prefix.
         out_root: folder of all converted datasets (RecBole's ``data_path``).
         max_len: history length kept per row (default 50; 200 for MovieLens ``ratings.dat``).
-        fraction: yoochoose-raw only: keep the most recent 1/64 or 1/4 of training sessions.
+        fraction: yoochoose-raw only: keep the most recent 1/64 or 1/4 of the training
+            prefix rows, in whole sessions (SR-GNN's ``all_train_seq.txt``).
         seed: leave-one-out only: seed of the 100 sampled negatives (default 2020).
 
     Raises:
@@ -153,7 +154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-len", dest="max_len", type=int, default=None, metavar="N",
                         help="history items kept per row (default 50; 200 for MovieLens ratings.dat)")
     parser.add_argument("--fraction", type=int, choices=(64, 4), default=None,
-                        help="yoochoose-raw: keep the most recent 1/64 or 1/4 of training sessions")
+                        help="yoochoose-raw: keep the most recent 1/64 or 1/4 of the training prefix rows "
+                             "(whole sessions, as SR-GNN's all_train_seq.txt)")
     parser.add_argument("--seed", type=int, default=None,
                         help=f"leave-one-out: seed of the sampled negatives (default {negatives.DEFAULT_SEED})")
 

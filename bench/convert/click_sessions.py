@@ -3,19 +3,29 @@
 The rules, in the order the SR-GNN script applies them:
 
 1. clicks of a session are ordered by time (stable: ties keep file order);
-   a session's date is its latest click date, taken before any filtering;
+   a session's date is the date of its last line in the file, taken before any
+   filtering (the script dates a session when its id changes; in Yoochoose that is
+   its latest click, while Diginetica's file lists a session's clicks out of time
+   order, and a session spanning midnight may be dated by its first day);
 2. sessions of length 1 are dropped;
 3. items seen fewer than 5 times are dropped, then sessions shorter than 2 again;
-4. test = sessions dated after ``max_date - window``, train = the rest;
+4. test = sessions dated after ``max_date - window``, train = sessions dated before it;
+   sessions dated exactly ``max_date - window`` are in neither (the script compares
+   with ``<`` and ``>``; on Diginetica, whose dates are days, that is a whole day of
+   sessions, and without it the split is not SR-GNN's);
 5. sessions are sorted by date, ties by session id (so validation, the last 10% of
    training sessions, is the most recent);
-6. optionally only the most recent ``1/fraction`` of training sessions is kept
-   (Yoochoose 1/64 and 1/4);
-7. test clicks on items unseen in the (kept) training sessions are dropped, then
-   test sessions shorter than 2.
+6. test clicks on items unseen in the training sessions are dropped, then test
+   sessions shorter than 2;
+7. optionally (Yoochoose 1/64 and 1/4) only the most recent ``1/fraction`` of the
+   training prefix rows is kept: ``floor(rows / fraction)`` of them, counted back from
+   the newest, and the whole session that holds the oldest of them, as SR-GNN's
+   ``all_train_seq.txt`` keeps (its ``train.txt`` starts mid-session). The test set
+   is the same for every fraction, as SR-GNN's is (one ``test.txt`` for both), so it
+   may hold items that the kept sessions never show.
 
-One deliberate difference: SR-GNN's script compares with ``<`` and ``>``, so it loses
-the sessions dated exactly ``max_date - window``; here they are training sessions.
+Checked against SR-GNN's ``preprocess.py`` on the sample of ``train-item-views.csv`` that
+its repository ships: the same sessions, items and prefixes.
 """
 from __future__ import annotations
 
@@ -36,11 +46,10 @@ def preprocess_clicks(path: Path, session: np.ndarray, order: np.ndarray, item: 
     ``order`` sorts clicks within a session, ``date`` is in the unit of ``window``;
     ``path`` is only named in errors.
     """
+    ids, last_line = np.unique(session[::-1], return_index=True)
+    dates = date[len(session) - 1 - last_line]  # per session, in the order of ids
     by_session = np.lexsort((order, session))  # lexsort is stable
-    session, item, date = session[by_session], item[by_session], date[by_session]
-    seqs = Sequences.from_groups(session, item)
-    ids = session[seqs.offsets[:-1]]
-    dates = np.maximum.reduceat(date, seqs.offsets[:-1])
+    seqs = Sequences.from_groups(session[by_session], item[by_session])  # one per id, in id order
 
     keep = seqs.lengths > 1
     seqs, ids, dates = seqs.select(keep), ids[keep], dates[keep]
@@ -52,23 +61,31 @@ def preprocess_clicks(path: Path, session: np.ndarray, order: np.ndarray, item: 
     if len(seqs) == 0:
         raise InputError("no session is left after dropping length-1 sessions and items seen < 5 times", path)
 
-    is_test = dates > dates.max() - window
+    split = dates.max() - window
+    is_test, is_train = dates > split, dates < split
 
     def in_time_order(mask: np.ndarray) -> Sequences:
         index = np.flatnonzero(mask)
         return seqs.select(index[np.lexsort((ids[index], dates[index]))])
 
-    train, test = in_time_order(~is_test), in_time_order(is_test)
+    train, test = in_time_order(is_train), in_time_order(is_test)
     if len(train) == 0:
         raise InputError("every session falls in the test period: no training sessions", path)
-    if fraction is not None:
-        kept = len(train) // fraction
-        if kept == 0:
-            raise InputError(f"fewer than {fraction} training sessions: 1/{fraction} of them is none", path)
-        train = train.select(np.arange(len(train) - kept, len(train)))
 
     test = test.keep_items(np.isin(test.items, train.items))
     test = test.select(test.lengths >= 2)
     if len(test) == 0:
         raise InputError("no test session is left (test period empty, or all its items unseen in training)", path)
+    if fraction is not None:
+        train = most_recent_rows(train, fraction, path)
     return SessionData(train=train, test=test)
+
+
+def most_recent_rows(train: Sequences, fraction: int, path: Path) -> Sequences:
+    """The sessions holding the newest ``floor(rows / fraction)`` prefix rows (rule 7)."""
+    rows_before = np.cumsum(train.lengths - 1)  # prefix rows up to and with each session
+    kept = int(rows_before[-1]) // fraction
+    if kept == 0:
+        raise InputError(f"fewer than {fraction} training prefix rows: 1/{fraction} of them is none", path)
+    first = int(np.searchsorted(rows_before, rows_before[-1] - kept, side="right"))
+    return train.select(np.arange(first, len(train)))

@@ -2,7 +2,10 @@
 
 ``sessionId;userId;itemId;timeframe;eventdate`` with a header line; ``timeframe``
 orders the clicks of a session, ``eventdate`` (``2016-05-09``) dates it. The test
-set is the last 7 days. See :mod:`bench.convert.click_sessions` for the rules.
+set is the last 7 days. Header names are matched without regard to case or
+underscores: SR-GNN's ``preprocess.py`` reads the file as
+``session_id;user_id;item_id;timeframe;eventdate``, the header of the sample file it
+ships, so copies of the file with either header are in use. See :mod:`bench.convert.click_sessions` for the rules.
 """
 from __future__ import annotations
 
@@ -18,19 +21,24 @@ FILE_NAME = "train-item-views.csv"
 HEADER = "sessionId;userId;itemId;timeframe;eventdate"
 COLUMNS = {"sessionId": ("session", "int"), "itemId": ("item", "int"),
            "timeframe": ("timeframe", "int"), "eventdate": ("eventdate", "date")}
+
+
+def _key(name: str) -> str:
+    """``sessionId``, ``session_id`` and ``SessionID`` name one column."""
+    return name.strip().replace("_", "").lower()
 TEST_DAYS = 7
 
 
 def read(src: Path) -> Loaded:
     """Read ``train-item-views.csv`` (the file, or a folder holding it)."""
     path = require_file(src / FILE_NAME if src.is_dir() else src, "Diginetica train-item-views.csv")
-    header = [name.strip() for name in first_line(path).lstrip("\ufeff").split(";")]
-    missing = [name for name in COLUMNS if name not in header]
+    header = [_key(name) for name in first_line(path).lstrip("\ufeff").split(";")]
+    missing = [name for name in COLUMNS if _key(name) not in header]
     if missing:
         raise InputError(f"not a Diginetica train-item-views file: the header lacks {', '.join(missing)} "
                          f"(expected {HEADER})", path, 1)
     frame = read_table(path, sep=";", ncols=len(header), skip=1, what="Diginetica train-item-views",
-                       columns={header.index(name): column for name, column in COLUMNS.items()})
+                       columns={header.index(_key(name)): column for name, column in COLUMNS.items()})
     data = preprocess_clicks(path, frame["session"].to_numpy(), frame["timeframe"].to_numpy(),
                              frame["item"].to_numpy(), frame["eventdate"].to_numpy(), window=TEST_DAYS)
     return Loaded(data, [path])
