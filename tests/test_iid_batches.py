@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import bench  # noqa: F401
 from bench.batching import IIDTargetBatchLoader
+from bench.config_keys import common_keys
 from bench.data import load_splits, make_config
 from bench.registry import resolve_model
 from bench.runner import build_model, train_loader
@@ -146,8 +147,6 @@ def test_targets_per_row_keeps_every_prefix_once_in_exact_batches_from_fewer_row
     assert all(s == 64 for s in sizes[:-1])
     plain = [len(b) for b in train_loader(*setup(train_batch_size=64)[:2], splits)]
     assert np.mean(rows[:-1]) < 0.8 * np.mean(plain[:-1])  # a row gives up to 4 targets to a batch
-    from bench.config_keys import common_keys
-
     assert "targets_per_row" in common_keys()  # a suite may set it
     spec, config, splits = setup(train_batch_size=64, targets_per_row=0)
     with pytest.raises(ValueError, match="targets_per_row must be at least 1"):

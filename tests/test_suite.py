@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import InputError
+from conftest import shared
 from bench.store import ResultStore
 from bench.suite import SUITES_DIR, find_suite, load_suite, plan, run_suite
 
@@ -358,8 +359,7 @@ def test_beautys_like_for_like_bce_row_has_the_references_settings_and_the_paper
     from bench.registry import resolve_model
 
     monkeypatch.chdir(REPO)
-    if not (REPO.parent / "shared" / "data").is_dir():
-        pytest.skip("the beauty suite names the shared data")
+    shared()  # the beauty suite names the shared data
     beauty = load_suite(find_suite("beauty"), tmp_path / "atomic")
     kv = {**resolve_model("sasrec-kv").settings, **beauty.settings("beauty", "sasrec-kv")}
     assert resolve_model("sasrec-kv").cls is resolve_model("sasrec").cls

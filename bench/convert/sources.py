@@ -40,3 +40,14 @@ def first_line(path: Path) -> str:
     """The first line without its line ending (undecodable bytes replaced)."""
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         return f.readline().rstrip("\r\n")
+
+
+def column_key(name: str) -> str:
+    """A header name whatever the spelling of the copy: ``sessionId``, ``session_id``
+    and ``SessionID`` are all ``sessionid``."""
+    return name.strip().replace("_", "").lower()
+
+
+def header_names(path: Path, sep: str) -> list[str]:
+    """The first line's fields as :func:`column_key` keys."""
+    return [column_key(name) for name in first_line(path).lstrip("\ufeff").split(sep)]

@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.convert.click_sessions import preprocess_clicks
 from bench.convert.sequences import Loaded
-from bench.convert.sources import first_line, require_file
+from bench.convert.sources import header_names, require_file
 from bench.convert.tables import read_table
 from bench.errors import InputError
 
@@ -27,13 +27,12 @@ DAY_SECONDS = 86_400
 HEADER = ("session", "timestamp", "item", "category")
 
 
-def _header_lines(path: Path) -> int:
-    """1 where the first line is a header naming the columns (``session_id`` or
-    ``sessionId`` alike), else 0: a first line of data, or of anything else, is parsed
-    as data and fails there with its own line number."""
-    names = [name.strip().lower().replace("_", "") for name in first_line(path).lstrip("\ufeff").split(",")]
-    named = len(names) == len(HEADER) and all(name in (column, column + "id") for name, column in zip(names, HEADER))
-    return int(named)
+def _has_header(path: Path) -> bool:
+    """Whether the first line names the columns (``session_id`` or ``sessionId`` alike).
+    A first line of data, or of anything else, is parsed as data and fails there with
+    its own line number."""
+    names = header_names(path, ",")
+    return len(names) == len(HEADER) and all(name in (column, column + "id") for name, column in zip(names, HEADER))
 
 
 def read(src: Path, fraction: int | None = None) -> Loaded:
@@ -42,7 +41,7 @@ def read(src: Path, fraction: int | None = None) -> Loaded:
         raise InputError("yoochoose-raw needs --fraction 64 or --fraction 4 "
                          "(training keeps the most recent 1/64 or 1/4 of the training prefix rows)")
     path = require_file(src / FILE_NAME if src.is_dir() else src, "Yoochoose yoochoose-clicks.dat")
-    frame = read_table(path, sep=",", ncols=4, skip=_header_lines(path),
+    frame = read_table(path, sep=",", ncols=4, skip=int(_has_header(path)),
                        columns={0: ("session", "int"), 1: ("timestamp", "timestamp"), 2: ("item", "int")},
                        what="Yoochoose clicks (session,timestamp,item,category)")
     # As SR-GNN's script: a session's clicks stay in file order (it sorts Diginetica's
