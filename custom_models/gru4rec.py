@@ -69,8 +69,9 @@ Deviations and choices:
 This file is plain PyTorch and runs on any device. On CPU (float32) the matrix
 products, the item-row lookups and the GRU cells come from :mod:`custom_models.cpu.ops`
 (oneDNN products, one coalesced row-sparse gradient: the same arithmetic, about 1.6x
-faster per mini-batch here), and BPR-max with its gradient from the C kernel
-``kernels/bpr_max.c`` (:mod:`custom_models.cpu.gru4rec`).
+faster per mini-batch here), BPR-max with its gradient from the C kernel
+``kernels/bpr_max.c`` (:mod:`custom_models.cpu.gru4rec`), and the dropout masks from
+:mod:`custom_models.cpu.dropout` (same distribution, another random stream).
 """
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ import bench.compat  # noqa: F401
 from bench.rows import sequence_events
 from custom_models.cpu import gru4rec as cpu_path
 from custom_models.cpu import ops as cpu_ops
+from custom_models.cpu.dropout import dropout  # F.dropout; on CPU the mask from a C kernel
 from custom_models.per_position import loss_start_of, position_targets
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
@@ -256,12 +258,12 @@ class BenchGRU4Rec(SequentialRecommender):
         """
         out = []
         if self.one_hot is not None:
-            x = F.dropout(self.one_hot(items, H[0]), self.p_embed, self.training)
+            x = dropout(self.one_hot(items, H[0]), self.p_embed, self.training)
             out.append(x)
         else:
-            x = F.dropout(embedded, self.p_embed, self.training)
+            x = dropout(embedded, self.p_embed, self.training)
         for cell, h in zip(self.cells, H[len(out):]):
-            x = F.dropout(gru_cell(cell, x, h), self.p_hidden, self.training)
+            x = dropout(gru_cell(cell, x, h), self.p_hidden, self.training)
             out.append(x)
         return out
 

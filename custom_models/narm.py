@@ -25,7 +25,8 @@ positions are attended from and get a loss.
 This file is the plain PyTorch model and runs on any device (cuDNN's GRU on a GPU). On
 CPU, :mod:`custom_models.cpu.narm` replaces ``hidden_states`` and ``position_contexts``
 with a packed GRU and a C kernel for the local attention (same outputs and gradients,
-``tests/test_cpu_paths.py``).
+``tests/test_cpu_paths.py``), and :mod:`custom_models.cpu.dropout` draws the dropout
+masks (same distribution, another random stream).
 
 Deviations and choices the paper leaves open:
 
@@ -47,6 +48,7 @@ from torch import nn
 
 import bench.compat  # noqa: F401
 from custom_models.cpu import narm as cpu_path
+from custom_models.cpu.dropout import swap_dropouts
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_mask_of, loss_start_of,
                                          make_softmax_loss, position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -81,6 +83,7 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         # there it learned less per epoch (Diginetica-format data, H200: validation
         # MRR@20 .128 against .171 after 2 epochs).
         init_weights(self, self.item_embedding, keep_default=(self.gru,))
+        swap_dropouts(self)  # on CPU the masks come from a C kernel (custom_models.cpu.dropout)
 
     # -- encoder: the paper's equations in plain PyTorch (any device) -----------------
     def hidden_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:

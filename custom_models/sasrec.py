@@ -56,7 +56,9 @@ where the paper is silent):
 
 This file is plain PyTorch and runs on any device; on CPU the full-softmax loss and
 the full ranking's product come from :mod:`custom_models.cpu.ops` (oneDNN, same values,
-through :mod:`custom_models.per_position`).
+through :mod:`custom_models.per_position`), and the dropout masks (not the attention
+weights' dropout inside ``scaled_dot_product_attention``) from
+:mod:`custom_models.cpu.dropout` (same distribution, another random stream).
 """
 from __future__ import annotations
 
@@ -67,6 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench.compat  # noqa: F401
+from custom_models.cpu.dropout import swap_dropouts
 from custom_models.per_position import (SharedEmbeddingScores, init_weights, loss_mask_of, loss_start_of,
                                          make_softmax_loss, position_targets)
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -127,6 +130,7 @@ class BenchSASRec(SharedEmbeddingScores, SequentialRecommender):
             raise ValueError("BCE needs at least two items to draw a negative different from the target")
 
         init_weights(self, self.item_embedding)
+        swap_dropouts(self)  # on CPU the masks come from a C kernel (custom_models.cpu.dropout)
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """``F_t`` after every position: [B, L, d]. Positions ``>= item_seq_len`` are 0."""

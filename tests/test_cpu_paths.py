@@ -166,3 +166,42 @@ def test_a_model_computes_the_same_with_its_cpu_paths_as_without(name, settings,
     for param in plain[1]:
         torch.testing.assert_close(fast[1][param], plain[1][param], rtol=1e-4, atol=1e-5, msg=param)
     torch.testing.assert_close(fast[2], plain[2], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,settings", [
+    ("narm", {"dropout_probs": [0.25, 0.5]}),
+    ("sasrec", {"loss_type": "CE", "dropout_prob": 0.2}),
+    ("gru4rec", {"dropout_p_embed": 0.5, "dropout_p_hidden": 0.3, "layers": [8], "n_sample": 5}),
+])
+def test_our_models_draw_their_dropout_masks_from_the_kernel(name, settings, pairs_data, monkeypatch):
+    """Every dropout of NARM, SASRec (but the attention weights') and GRU4Rec goes through the
+    kernel on CPU: a training step is repeatable under a seed, and changes with it."""
+    from torch import nn
+
+    from custom_models.cpu import dropout as cpu_dropout
+
+    model, batch, _ = _model(name, pairs_data, settings)
+    assert not [m for m in model.modules() if type(m) is nn.Dropout]
+    calls = []
+    kernel_apply = cpu_dropout._NativeDropout.apply
+    monkeypatch.setattr(cpu_dropout._NativeDropout, "apply", lambda *a: calls.append(a[1]) or kernel_apply(*a))
+
+    def step(seed):
+        model.train()
+        model.zero_grad()
+        torch.manual_seed(seed)
+        if name == "gru4rec":
+            items = torch.arange(1, 9).view(2, 4) % (model.n_items - 1) + 1
+            loss, _ = model.session_step(items[0], items[1], torch.randint(1, model.n_items, (5,)),
+                                         model.zero_state(4))
+        else:
+            loss = model.calculate_loss(batch)
+        loss.backward()
+        return loss.item(), [p.grad.to_dense().clone() for p in model.parameters() if p.grad is not None]
+
+    first, again, other = step(1), step(1), step(2)
+    # SASRec: the embeddings, then per block (2) the two residual branches and the FFN
+    expected = {"narm": [0.25, 0.5], "sasrec": [0.2] * 7, "gru4rec": [0.5, 0.3]}[name]
+    assert sorted(set(calls)) == sorted(set(expected)) and len(calls) == 3 * len(expected)
+    assert first[0] == again[0] and all(torch.equal(a, b) for a, b in zip(first[1], again[1]))
+    assert first[0] != other[0]
