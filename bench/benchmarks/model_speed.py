@@ -607,8 +607,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        *(sys.argv[1:] if argv is None else argv)]),
         "commit": commit(),
         "digests": file_digests([REPO / "custom_models" / f"{m}.py" for m in dict.fromkeys(p.model for p in pairs)]
-                                + [REPO / "custom_models" / f for f in ("per_position.py", "cpu/ops.py", "native.py",
-                                                                        "gru4rec_trainer.py")]
+                                + [REPO / "custom_models" / f for f in ("per_position.py", "native.py", "gru4rec_trainer.py")]
+                                + sorted((REPO / "custom_models" / "cpu").glob("*.py"))
                                 + sorted((REPO / "custom_models" / "kernels").glob("*.c"))),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "threads": threads, "uptime_start": start_load, "t0": t0, "name": args.name, "seeds": seeds,
