@@ -101,9 +101,18 @@ def test_text_given_to_srgnn(tmp_path):
     assert "not a valid pickle" in error_of("srgnn", folder, tmp_path / "out")
 
 
-def test_other_movielens_format(tmp_path):
-    path = write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,100\n")
+@pytest.mark.parametrize("name, text", [
+    ("tags.csv", "userId,movieId,tag,timestamp\n1,2,funny,100\n"),  # another MovieLens file of four columns
+    ("movies.csv", "movieId,title,genres\n1,Toy Story (1995),Animation\n"),
+])
+def test_other_movielens_file(name, text, tmp_path):
+    path = write(tmp_path / name, text)
     assert error_of("movielens", path, tmp_path / "out").startswith(f"{path}:1: ")
+
+
+def test_movielens_csv_bad_line_is_named(tmp_path):
+    path = write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,100\n1,x,4.0,101\n")
+    assert error_of("movielens", path, tmp_path / "out").startswith(f"{path}:3: ")
 
 
 def test_diginetica_header_checked(tmp_path):

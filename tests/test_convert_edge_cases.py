@@ -73,18 +73,25 @@ def _user_lines(folder: Path, rng: np.random.Generator) -> Path:
     return _write_lines(folder / "users.txt", [" ".join(map(str, [u, *s])) for u, s in zip(users, seqs)], rng)
 
 
-def _movielens(folder: Path, rng: np.random.Generator) -> Path:
+MOVIELENS_LAYOUTS = ("u.data", "ratings.csv", "ratings.dat")
+
+
+def _movielens(folder: Path, rng: np.random.Generator, layout: str = "u.data") -> Path:
     seqs, *_ = _user_sequences(rng)
     users = _ids(rng, len(seqs))
+    sep = {"u.data": "\t", "ratings.csv": ",", "ratings.dat": "::"}[layout]
     lines, t = [], 978_300_000
     for u, s in zip(users, seqs):
         for i in s:
             t += int(rng.integers(0, 3))  # ties in time keep file order
-            lines.append(f"{u}\t{i}\t{int(rng.integers(1, 6))}\t{t}")
-    order = rng.permutation(len(lines))  # u.data is not sorted by user or time
+            rating = int(rng.integers(1, 6)) if layout != "ratings.csv" else rng.integers(1, 11) / 2
+            lines.append(sep.join(map(str, (u, i, rating, t))))
+    order = rng.permutation(len(lines))  # the files are not sorted by user or time
     lines = [lines[k] for k in order]
     lines.insert(3, lines[2])
-    return _write_lines(folder / "u.data", lines, rng)
+    if layout == "ratings.csv":
+        lines.insert(0, "userId,movieId,rating,timestamp")
+    return _write_lines(folder / layout, lines, rng)
 
 
 def _srgnn(folder: Path, rng: np.random.Generator) -> Path:
@@ -142,7 +149,11 @@ MODELS = ["narm", "sasrec", "gru4rec", "pop", "spop", "itemknn", "bprmf", "recbo
 def _converted(fmt: str, seed: int, tmp_path: Path) -> Path:
     src = tmp_path / "src"
     src.mkdir()
-    path = GENERATORS[fmt](src, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if fmt == "movielens":  # each seed another of the three MovieLens layouts
+        path = _movielens(src, rng, MOVIELENS_LAYOUTS[seed % len(MOVIELENS_LAYOUTS)])
+    else:
+        path = GENERATORS[fmt](src, rng)
     return convert(fmt, path, "edge", tmp_path / "atomic", **OPTIONS.get(fmt, {}))
 
 
@@ -152,8 +163,10 @@ def _catalogue(folder: Path) -> set[str]:
     return set(lines[1:])
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("fmt", list(GENERATORS))
+CASES = [(fmt, seed) for fmt in GENERATORS for seed in SEEDS] + [("movielens", 2)]
+
+
+@pytest.mark.parametrize("fmt, seed", CASES)
 def test_every_id_is_in_the_vocabulary_and_every_model_trains(fmt, seed, tmp_path):
     from bench.data import load_splits, make_config
     from bench.registry import resolve_model

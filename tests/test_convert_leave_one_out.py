@@ -66,6 +66,8 @@ def test_pairs_group_users_in_order_of_first_appearance(tmp_path):
 
 MOVIELENS = {
     "ratings.dat": "1::10::5::300\n1::11::3::100\n1::12::4::100\n1::13::4::50\n2::10::1::10\n2::14::2::20\n",
+    "ratings.csv": "userId,movieId,rating,timestamp\n"
+                   "1,10,5.0,300\n1,11,3.5,100\n1,12,4.0,100\n1,13,4.0,50\n2,10,1.0,10\n2,14,2.5,20\n",
     "u.data": "1\t10\t5\t300\n1\t11\t3\t100\n1\t12\t4\t100\n1\t13\t4\t50\n2\t10\t1\t10\n2\t14\t2\t20\n",
     "small.inter": "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
                    "1\t10\t5\t300\n1\t11\t3\t100\n1\t12\t4\t100\n1\t13\t4\t50\n2\t10\t1\t10\n2\t14\t2\t20\n",
@@ -81,7 +83,7 @@ def test_movielens_orders_by_timestamp_ties_in_file_order(file_name, tmp_path):
     # User 2 rated first (t=10), so it comes first; user 1: 13 (50), 11 and 12 (both 100), 10 (300).
     assert rows(folder, "train") == [("2", ["10"], "14"), ("1", ["13"], "11")]
     assert rows(folder, "test") == [("1", ["13", "11", "12"], "10")]
-    expected_len = 200 if file_name == "ratings.dat" else 50
+    expected_len = 200 if file_name in ("ratings.dat", "ratings.csv") else 50
     assert manifest(folder)["max_len"] == expected_len
     assert f"MAX_ITEM_LIST_LENGTH: {expected_len}" in (folder / "ml.yaml").read_text()
     assert manifest(folder)["sources"][0]["path"].endswith(file_name)

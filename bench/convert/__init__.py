@@ -71,7 +71,7 @@ FORMATS: dict[str, Converter] = {
     "pairs": Converter(pairs.read, LEAVE_ONE_OUT, "SASRec 'user item' pairs per line, in time order"),
     "user-lines": Converter(user_lines.read, LEAVE_ONE_OUT, "one user per line: 'user item1 item2 ...'"),
     "movielens": Converter(movielens.read, LEAVE_ONE_OUT,
-                           "MovieLens ratings.dat / u.data / RecBole ml-100k.inter (file or folder)"),
+                           "MovieLens ratings.dat / ratings.csv / u.data / RecBole ml-100k.inter (file or folder)"),
 }
 
 
@@ -103,7 +103,7 @@ def convert(fmt: str, src: str | Path, name: str, out_root: str | Path = DEFAULT
         src: the source file, or the folder holding it.
         name: dataset name: the folder and RecBole's file prefix.
         out_root: folder of all converted datasets (RecBole's ``data_path``).
-        max_len: history length kept per row (default 50; 200 for MovieLens ``ratings.dat``).
+        max_len: history length kept per row (default 50; 200 for MovieLens ``ratings.dat`` and ``ratings.csv``).
         fraction: yoochoose-raw only: keep the most recent 1/64 or 1/4 of the training
             prefix rows, in whole sessions (SR-GNN's ``all_train_seq.txt``).
         seed: leave-one-out only: seed of the 100 sampled negatives (default 2020).
@@ -152,7 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True, help="dataset name: folder and RecBole file prefix")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output root, RecBole's data_path (default {DEFAULT_OUT})")
     parser.add_argument("--max-len", dest="max_len", type=int, default=None, metavar="N",
-                        help="history items kept per row (default 50; 200 for MovieLens ratings.dat)")
+                        help="history items kept per row (default 50; 200 for MovieLens ratings.dat and ratings.csv)")
     parser.add_argument("--fraction", type=int, choices=(64, 4), default=None,
                         help="yoochoose-raw: keep the most recent 1/64 or 1/4 of the training prefix rows "
                              "(whole sessions, as SR-GNN's all_train_seq.txt)")

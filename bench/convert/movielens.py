@@ -1,13 +1,16 @@
-"""MovieLens ratings as implicit feedback: ``ratings.dat``, ``u.data`` or RecBole's atomic ``.inter``.
+"""MovieLens ratings as implicit feedback: ``ratings.dat``, ``ratings.csv``, ``u.data`` or RecBole's atomic ``.inter``.
 
 * ``ratings.dat`` (ML-1M, ML-10M): ``user::item::rating::timestamp``;
+* ``ratings.csv`` (ML-20M, ML-25M, ML-32M, ml-latest): a header line
+  ``userId,movieId,rating,timestamp``, then comma-separated values;
 * ``u.data`` (ML-100k): ``user<TAB>item<TAB>rating<TAB>timestamp``;
 * RecBole's atomic file (``ml-100k.inter``, shipped inside the ``recbole`` package):
   tab-separated with a typed header ``user_id:token item_id:token rating:float timestamp:float``.
 
 Every rating is an interaction; a user's sequence is ordered by timestamp, ties in
 file order. Users come in the order of their first rating. Leave-one-out protocol,
-history length 200 for ``ratings.dat`` (the MovieLens-1M convention), else 50.
+history length 200 for ``ratings.dat`` and ``ratings.csv`` (the convention for MovieLens-1M and
+-20M), else 50.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from bench.convert.sources import first_line, require_file
 from bench.convert.tables import read_table
 from bench.errors import InputError
 
-KNOWN_NAMES = ("ratings.dat", "u.data")
+KNOWN_NAMES = ("ratings.dat", "ratings.csv", "u.data")
+CSV_HEADER = ("userid", "movieid", "rating", "timestamp")
 USER, ITEM, TIME = ("user", "int"), ("item", "int"), ("timestamp", "float")
 
 
@@ -41,7 +45,8 @@ def _find(src: Path) -> Path:
     inter = sorted(src.glob("*.inter"))
     if len(inter) == 1:
         return inter[0]
-    raise InputError("no MovieLens ratings file in the folder (expected ratings.dat, u.data or one .inter file)",
+    raise InputError("no MovieLens ratings file in the folder (expected ratings.dat, ratings.csv, u.data or one "
+                     ".inter file)",
                      src)
 
 
@@ -64,6 +69,10 @@ def read(src: Path) -> Loaded:
         frame = read_table(path, sep=":", ncols=7, columns={0: USER, 2: ITEM, 6: TIME},
                            what="MovieLens ratings.dat (user::item::rating::timestamp)")
         default_max_len = 200
+    elif tuple(name.strip().lower() for name in header.split(",")) == CSV_HEADER:
+        frame = read_table(path, sep=",", ncols=4, columns={0: USER, 1: ITEM, 3: TIME},
+                           what="MovieLens ratings.csv (userId,movieId,rating,timestamp)", skip=1)
+        default_max_len = 200
     elif ":token" in header or ":float" in header:
         frame = read_table(path, sep="\t", ncols=len(header.split("\t")), columns=_atomic_columns(path, header),
                            what="RecBole atomic .inter", skip=1)
@@ -73,7 +82,7 @@ def read(src: Path) -> Loaded:
                            what="MovieLens u.data (user item rating timestamp, tab-separated)")
         default_max_len = 50
     else:
-        raise InputError("not a MovieLens ratings file (expected ratings.dat, u.data or a RecBole .inter file)",
-                         path, 1)
+        raise InputError("not a MovieLens ratings file (expected ratings.dat, ratings.csv with the header "
+                         "userId,movieId,rating,timestamp, u.data or a RecBole .inter file)", path, 1)
     data = UserData.from_events(frame["user"].to_numpy(), frame["item"].to_numpy(), frame["timestamp"].to_numpy())
     return Loaded(data, [path], default_max_len=default_max_len)
