@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from bench.convert.sequences import Loaded, UserData
-from bench.convert.sources import first_line, require_file
+from bench.convert.sources import column_key, first_line, require_file
 from bench.convert.tables import read_table
 from bench.errors import InputError
 
@@ -69,7 +69,7 @@ def read(src: Path) -> Loaded:
         frame = read_table(path, sep=":", ncols=7, columns={0: USER, 2: ITEM, 6: TIME},
                            what="MovieLens ratings.dat (user::item::rating::timestamp)")
         default_max_len = 200
-    elif tuple(name.strip().lower() for name in header.split(",")) == CSV_HEADER:
+    elif tuple(map(column_key, header.split(","))) == CSV_HEADER:
         frame = read_table(path, sep=",", ncols=4, columns={0: USER, 1: ITEM, 3: TIME},
                            what="MovieLens ratings.csv (userId,movieId,rating,timestamp)", skip=1)
         default_max_len = 200
