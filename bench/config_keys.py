@@ -56,6 +56,10 @@ OPTIONAL_KEYS = {
     "tf32": "CUDA float32 products and cuDNN on TF32 (bench/precision.py)",
     "targets_per_row": "batch_unit: iid_targets draws a row's targets this many at a time; absent: 1 "
                        "(bench/batching.py)",
+    "gru_bias": "NARM's GRU with biases, as the public PyTorch NARM; absent: none, as the paper's "
+                "equations (custom_models/narm.py)",
+    "weight_init": "NARM's initialisation: xavier (absent) or pytorch, PyTorch's defaults with item "
+                   "embeddings N(0, 1), as the public PyTorch NARM (custom_models/narm.py)",
 }
 
 

@@ -31,6 +31,9 @@ VARIANTS = {
     "sasrec-ce": ("sasrec", {"loss_type": "CE"}),            # full softmax (Klenitskiy & Vasilev 2023)
     "sasrec-sampled": ("sasrec", {"loss_type": "sampled"}),  # popularity negatives + logQ
     "narm-sampled": ("narm", {"loss_type": "sampled"}),
+    # the model of the public PyTorch NARM (Wang-Shuo): GRU biases, PyTorch's default
+    # initialisation (item embeddings N(0, 1)); the paper's equations otherwise
+    "narm-public": ("narm", {"gru_bias": True, "weight_init": "pytorch"}),
     # the paper's BCE with Klenitskiy & Vasilev's (RecSys 2023) SASRec settings, so that
     # their BCE number has a like-for-like row (their d 64 and dropout 0.1; their patience
     # and epoch budget are the suite's to set)

@@ -33,9 +33,11 @@ Deviations and choices the paper leaves open:
 * the GRU has no biases, as in the paper's GRU equations (RecBole too). With biases
   the hidden state carries a constant that lets the decoder learn item popularity
   first; on a Diginetica slice that held validation Recall@20 at POP's level for 10
-  epochs, while the bias-free GRU reached 3x it;
+  epochs, while the bias-free GRU reached 3x it. ``gru_bias: true`` adds them, as the
+  public PyTorch NARM (Wang-Shuo) has them;
 * weights are Xavier-normal initialised, the GRU's by PyTorch's default as in RecBole's
-  NARM (the paper does not say);
+  NARM (the paper does not say). ``weight_init: pytorch`` keeps PyTorch's defaults
+  everywhere, item embeddings N(0, 1), as the public PyTorch NARM does;
 * item 0 is RecBole's padding and is never a softmax candidate;
 * ``loss_type: sampled`` (not in the paper) replaces the full softmax by
   ``n_negatives`` popularity-sampled negatives with logQ correction
@@ -71,7 +73,13 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
 
         self.item_embedding = nn.Embedding(self.n_items, embedding_size, padding_idx=0)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True, bias=False)  # the paper's equations
+        # the paper's equations have no GRU biases; two options (unset by default, so stored
+        # runs keep their config) build the public PyTorch NARM's model instead
+        gru_bias = bool(config["gru_bias"]) if "gru_bias" in config else False
+        weight_init = (config["weight_init"] if "weight_init" in config else None) or "xavier"
+        if weight_init not in ("xavier", "pytorch"):
+            raise ValueError(f"NARM's weight_init is xavier or pytorch, not {weight_init!r}")
+        self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True, bias=gru_bias)
         self.A1 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_t (the query)
         self.A2 = nn.Linear(hidden_size, hidden_size, bias=False)  # applied to h_j
         self.v = nn.Linear(hidden_size, 1, bias=False)
@@ -82,7 +90,10 @@ class BenchNARM(SharedEmbeddingScores, SequentialRecommender):
         # The GRU keeps PyTorch's own initialisation, as RecBole's NARM does: with Xavier
         # there it learned less per epoch (Diginetica-format data, H200: validation
         # MRR@20 .128 against .171 after 2 epochs).
-        init_weights(self, self.item_embedding, keep_default=(self.gru,))
+        if weight_init == "xavier":
+            init_weights(self, self.item_embedding, keep_default=(self.gru,))
+        else:  # the public code's decoder is Linear(embedding, 2 * hidden): PyTorch's bound 1/sqrt(fan_in) of that
+            nn.init.uniform_(self.B.weight, -embedding_size ** -0.5, embedding_size ** -0.5)
         swap_dropouts(self)  # on CPU the masks come from a C kernel (custom_models.cpu.dropout)
 
     # -- encoder: the paper's equations in plain PyTorch (any device) -----------------

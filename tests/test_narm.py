@@ -107,6 +107,65 @@ def test_padding_never_changes_a_real_position():
                                        rtol=0, atol=1e-6)
 
 
+def test_weight_init_xavier_is_the_default_and_pytorch_gives_the_public_narms_scales():
+    """Xavier-normal std sqrt(2 / (fan_in + fan_out)): the [30, 8] item table 2/38 -> .229;
+    PyTorch's defaults: item embeddings N(0, 1), the decoder U(+-1/sqrt(8)) as the public
+    code's Linear(embedding 8, 2 * hidden) draws it. Item 0's row is 0 either way."""
+    big = dict(embedding_size=64, hidden_size=32)
+    default, xavier = tiny_narm(**big), tiny_narm(weight_init="xavier", **big)
+    public = tiny_narm(weight_init="pytorch", **big)
+    for a, b in zip(default.state_dict().values(), xavier.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the default draws exactly what xavier draws
+    xavier_std = (2 / (N_ITEMS + 64)) ** 0.5
+    assert abs(float(default.item_embedding.weight[1:].detach().std()) / xavier_std - 1) < 0.1
+    assert abs(float(public.item_embedding.weight[1:].detach().std()) - 1) < 0.1
+    assert float(public.B.weight.detach().abs().max()) <= 64 ** -0.5
+    assert float(public.B.weight.detach().abs().max()) > 0.9 * 64 ** -0.5
+    for model in (default, public):
+        assert float(model.item_embedding.weight[0].detach().abs().max()) == 0
+    with pytest.raises(ValueError, match="weight_init"):
+        tiny_narm(weight_init="kaiming")
+
+
+def test_gru_bias_runs_the_plain_path_and_stays_causal_and_padding_blind():
+    """With ``gru_bias: true`` the packed CPU kernel (bias-free) steps aside; the plain path's
+    GRU runs over the padding, which must still never reach a real position."""
+    plain, biased = tiny_narm(), tiny_narm(gru_bias=True)
+    assert not plain.gru.bias and biased.gru.bias
+    assert cpu_narm.applies(plain, torch.zeros(1, 1, dtype=torch.long))
+    assert not cpu_narm.applies(biased, torch.zeros(1, 1, dtype=torch.long))
+    with torch.no_grad():
+        biased.gru.bias_hh_l0.fill_(0.3)  # a large bias makes a leak through padding visible
+    seq, lengths = random_rows([4, 7, 1], 7)
+    garbage = torch.cat([seq, torch.randint(1, N_ITEMS, (3, 5))], dim=1)
+    real = torch.arange(7).view(1, -1) < lengths.view(-1, 1)
+    garbage[:, :7][~real] = 3
+    with torch.no_grad():
+        reference = biased(seq, lengths)
+        torch.testing.assert_close(biased(garbage, lengths)[:, :7][real], reference[real], rtol=0, atol=1e-6)
+        changed = seq.clone()
+        changed[:, 2] = changed[:, 2] % (N_ITEMS - 1) + 1
+        torch.testing.assert_close(biased(changed, lengths)[:, :2], reference[:, :2], rtol=0, atol=1e-6)
+        # and the biases do take part: the same weights without them give other outputs
+        unbiased = tiny_narm()
+        unbiased.load_state_dict({k: v for k, v in biased.state_dict().items() if "bias" not in k})
+        assert not torch.allclose(unbiased(seq, lengths)[real], reference[real])
+
+
+def test_narm_public_builds_the_public_codes_model_and_narm_keeps_its_stored_config(diginetica_slice):
+    root, name = diginetica_slice
+    overrides = {"device": "cpu", "use_gpu": False}
+    public_config = make_config(resolve_model("narm-public"), name, overrides, root)
+    narm_config = make_config(resolve_model("narm"), name, overrides, root)
+    assert public_config["gru_bias"] is True and public_config["weight_init"] == "pytorch"
+    # unset for narm: its resolved config, and so the hash of every stored NARM run, is unchanged
+    assert "gru_bias" not in narm_config and "weight_init" not in narm_config
+    dataset = SimpleNamespace(num=lambda field: 500)
+    torch.manual_seed(0)
+    public = BenchNARM(public_config, dataset)
+    assert public.gru.bias and abs(float(public.item_embedding.weight[1:].detach().std()) - 1) < 0.05
+
+
 def test_last_representation_is_the_per_position_output_at_the_end():
     model = tiny_narm()
     seq, lengths = random_rows([3, 12, 6, 1], 12)
@@ -123,7 +182,7 @@ def test_a_loss_on_drawn_positions_is_the_mean_over_their_prefix_rows(path, monk
     the plain path (the one a GPU runs: attention only from the drawn positions) and on
     the CPU path (every position, then the drawn ones)."""
     if path == "plain":
-        monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)
+        monkeypatch.setattr(cpu_narm, "applies", lambda model, item_seq: False)
     model = tiny_narm()
     seq, lengths = random_rows([5, 2, 7, 4], 7)
     targets = torch.tensor([3, 9, 17, 28])  # the item after each row's last input
@@ -196,7 +255,7 @@ def test_with_recboles_weights_it_is_recboles_narm_on_real_prefix_rows(digi_spli
     from recbole.model.sequential_recommender.narm import NARM
 
     if path == "plain":
-        monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)
+        monkeypatch.setattr(cpu_narm, "applies", lambda model, item_seq: False)
     config, splits = digi_splits
     config["n_layers"] = 1
     torch.manual_seed(3)
@@ -324,7 +383,7 @@ def test_with_the_same_dropout_masks_it_trains_as_recboles_narm(digi_splits, mon
     loss for loss. So the two differ under dropout only by which units a seed drops."""
     from recbole.model.sequential_recommender.narm import NARM
 
-    monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)  # the plain path: masks over [B, L, E]
+    monkeypatch.setattr(cpu_narm, "applies", lambda model, item_seq: False)  # the plain path: masks over [B, L, E]
     config, splits = digi_splits
     config["n_layers"] = 1  # RecBole's NARM reads it; ours has the paper's one GRU layer
     torch.manual_seed(5)
