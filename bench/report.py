@@ -828,8 +828,12 @@ def latex_table(title: str, note: str, headers: list[str], rows: list[list]) -> 
 
 def write_latex(report: SuiteReport, path: Path) -> Path:
     """The report's tables (as built for the markdown) as LaTeX, for the paper itself."""
-    text = f"% Suite {report.suite}: the tables of {path.with_suffix('.md').name}, rebuilt by bench report\n"
-    text += f"% {_first_line(report.meta.get('command')) or 'bench report'}\n\n"
+    text = f"% Suite {report.suite}: the tables of {path.with_suffix('.md').name}, written by\n"
+    text += (f"% bench report --results {report.store.root} --out {report.out_dir} --suite {report.suite} "
+             f"--format latex (at commit {_git('rev-parse', 'HEAD') or 'unknown'})\n")
+    if report.meta.get("command"):
+        text += f"% last bench run that added runs: {_first_line(report.meta['command'])}\n"
+    text += "\n"
     text += "\n".join(latex_table(*table) for table in report.tables)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

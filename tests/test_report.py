@@ -284,6 +284,7 @@ def test_no_results_is_one_clear_error(tmp_path):
 def test_latex_has_every_markdown_table_as_booktabs(built, tmp_path):
     store, path, text, name, _ = built
     tex = write_report("tiny", store, tmp_path, latex=True).with_suffix(".tex").read_text()
+    assert f"% bench report --results {store.root} --out {tmp_path} --suite tiny --format latex" in tex
     assert tex.count(r"\begin{tabular}") == tex.count(r"\toprule") == tex.count(r"\bottomrule") == len(tables(text))
     for title, rows in tables(text).items():
         from bench.report import latex_cell
