@@ -57,11 +57,12 @@ def test_linear_with_padded_rows_is_f_linear(shape, out_features):
         assert m.shape == t.shape and torch.allclose(m, t, atol=1e-4)
 
 
+@pytest.mark.parametrize("bias", [False, True], ids=["bias-free", "biases"])
 @pytest.mark.parametrize("dtype, path", [(torch.float64, "pytorch"), (torch.float32, "pytorch"),
                                          (torch.float32, "native")])
 @pytest.mark.parametrize("lengths,sorted_rows", [([7, 7, 5, 3, 3, 1], True), ([2, 7, 1, 4], False), ([1, 1], True),
                                                   ([50] * 20 + [33] * 13, True)])
-def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_rows, dtype, path, monkeypatch):
+def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_rows, dtype, path, bias, monkeypatch):
     """float64 checks the arithmetic; float32 takes the C kernel's time loops (``native``,
     where a compiler is present) or oneDNN's products with padded rows (``pytorch``), whose
     zero rows must not reach any gradient."""
@@ -72,7 +73,11 @@ def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_ro
     else:
         assert fast_ops._gru_kernel() is not None  # a compiler is here: the kernel must build
     gen = torch.Generator().manual_seed(len(lengths))
-    gru = nn.GRU(4, 3, batch_first=True, bias=False).to(dtype)
+    gru = nn.GRU(4, 3, batch_first=True, bias=bias).to(dtype)
+    if bias:  # PyTorch's init draws small biases: larger ones make a misplaced bias visible
+        with torch.no_grad():
+            gru.bias_ih_l0.normal_(0, 1, generator=gen)
+            gru.bias_hh_l0.normal_(0, 1, generator=gen)
     x = torch.randn(len(lengths), max(lengths), 4, generator=gen, dtype=dtype, requires_grad=True)
     grad = torch.randn(len(lengths), max(lengths), 3, generator=gen, dtype=dtype)
     length_tensor = torch.tensor(lengths)
@@ -80,7 +85,7 @@ def test_packed_gru_matches_nn_gru_forward_and_every_gradient(lengths, sorted_ro
     def run(gru_fn):
         packed = pack_padded_sequence(x, length_tensor, batch_first=True, enforce_sorted=sorted_rows)
         out = pad_packed_sequence(gru_fn(packed), batch_first=True, total_length=max(lengths))[0]
-        inputs = [x, gru.weight_ih_l0, gru.weight_hh_l0]
+        inputs = [x, gru.weight_ih_l0, gru.weight_hh_l0] + ([gru.bias_ih_l0, gru.bias_hh_l0] if bias else [])
         return out, torch.autograd.grad(out, inputs, grad)
 
     ours, our_grads = run(lambda packed: packed_gru(packed, gru))
@@ -116,8 +121,9 @@ def test_packed_cells_are_the_cells_pack_padded_sequence_takes(lengths):
 
 def test_packed_gru_refuses_a_gru_it_does_not_implement():
     packed = pack_padded_sequence(torch.randn(2, 3, 4), torch.tensor([3, 2]), batch_first=True)
-    with pytest.raises(ValueError, match="bias-free"):
-        packed_gru(packed, nn.GRU(4, 3, batch_first=True))
+    for gru in (nn.GRU(4, 3, num_layers=2, batch_first=True), nn.GRU(4, 3, batch_first=True, bidirectional=True)):
+        with pytest.raises(ValueError, match="one-layer, unidirectional"):
+            packed_gru(packed, gru)
 
 
 @pytest.mark.parametrize("n, n_items", [(1, 2), (37, 11), (300, 1683)])

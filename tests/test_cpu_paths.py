@@ -16,13 +16,13 @@ class _Config(dict):
         return self.get(key)
 
 
-def _narm(n_items=30, embedding=6, hidden=5):
+def _narm(n_items=30, embedding=6, hidden=5, gru_bias=False):
     """A NARM without dropout on a fake dataset: only the encoder is compared."""
     model = BenchNARM.__new__(BenchNARM)
     torch.nn.Module.__init__(model)
     model.item_embedding = torch.nn.Embedding(n_items, embedding, padding_idx=0)
     model.embedding_dropout = torch.nn.Identity()
-    model.gru = torch.nn.GRU(embedding, hidden, batch_first=True, bias=False)
+    model.gru = torch.nn.GRU(embedding, hidden, batch_first=True, bias=gru_bias)
     model.A1 = torch.nn.Linear(hidden, hidden, bias=False)
     model.A2 = torch.nn.Linear(hidden, hidden, bias=False)
     model.v = torch.nn.Linear(hidden, 1, bias=False)
@@ -49,15 +49,20 @@ def _plain(model, fn):
         cpu_narm.applies = saved
 
 
+@pytest.mark.parametrize("gru_bias", [False, True], ids=["paper", "gru_bias"])
 @pytest.mark.parametrize("kernels", [True, False], ids=["C kernels", "no compiler"])
 @pytest.mark.parametrize("lengths,width", [([5, 2, 1, 4], 5), ([3, 3, 3], 4), ([7, 1, 6, 2, 7], 9)])
-def test_narm_cpu_path_equals_the_plain_path_in_outputs_and_gradients(lengths, width, kernels, monkeypatch):
+def test_narm_cpu_path_equals_the_plain_path_in_outputs_and_gradients(lengths, width, kernels, gru_bias, monkeypatch):
     if not kernels:
         monkeypatch.setattr(native, "kernel", lambda name: None)
     elif native.kernel("narm_attention") is None:
         pytest.skip("no C compiler")
     torch.manual_seed(0)
-    model = _narm()
+    model = _narm(gru_bias=gru_bias)
+    if gru_bias:  # larger than PyTorch's init draws them, so that a misplaced bias shows
+        with torch.no_grad():
+            model.gru.bias_ih_l0.normal_()
+            model.gru.bias_hh_l0.normal_()
     seq, lengths = _batch(lengths, width)
 
     def run():
@@ -77,7 +82,8 @@ def test_narm_cpu_path_equals_the_plain_path_in_outputs_and_gradients(lengths, w
     assert torch.equal(fast[1], plain[1])
     torch.testing.assert_close(fast[2], plain[2], rtol=1e-5, atol=1e-6)
     assert set(fast[3]) == set(plain[3]) == {"item_embedding.weight", "gru.weight_ih_l0", "gru.weight_hh_l0",
-                                             "A1.weight", "A2.weight", "v.weight"}
+                                             "A1.weight", "A2.weight", "v.weight"} | (
+        {"gru.bias_ih_l0", "gru.bias_hh_l0"} if gru_bias else set())
     for name in plain[3]:
         torch.testing.assert_close(fast[3][name], plain[3][name], rtol=1e-4, atol=1e-5, msg=name)
 

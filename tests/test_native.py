@@ -104,17 +104,18 @@ def test_native_attention_agrees_with_the_pytorch_path_and_ignores_the_thread_co
 
 
 @needs_compiler
-@pytest.mark.parametrize("lengths, inputs, size", [([50] * 9 + [31, 7], 50, 100),  # NARM's paper sizes
-                                                   ([50] * 40 + [12], 64, 128)])  # RecBole's, at 2048 targets
-def test_native_gru_matches_nn_gru_and_ignores_the_thread_count(lengths, inputs, size):
+@pytest.mark.parametrize("lengths, inputs, size, bias", [([50] * 9 + [31, 7], 50, 100, False),  # NARM's paper sizes
+                                                         ([50] * 9 + [31, 7], 50, 100, True),  # narm-public's GRU
+                                                         ([50] * 40 + [12], 64, 128, False)])  # RecBole's, 2048 targets
+def test_native_gru_matches_nn_gru_and_ignores_the_thread_count(lengths, inputs, size, bias):
     gen = torch.Generator().manual_seed(4)
-    gru = torch.nn.GRU(inputs, size, batch_first=True, bias=False)
+    gru = torch.nn.GRU(inputs, size, batch_first=True, bias=bias)
     x = torch.randn(len(lengths), max(lengths), inputs, generator=gen, requires_grad=True)
     def packed():
         return pack_padded_sequence(x, torch.tensor(lengths), batch_first=True)
 
     weights = torch.randn(sum(lengths), size, generator=gen)
-    params = (x, gru.weight_ih_l0, gru.weight_hh_l0)
+    params = (x, *gru.parameters())  # with biases: b_ih and b_hh too
     expected = gru(packed())[0].data
     expected_grads = torch.autograd.grad((expected * weights).sum(), params)
     threads, results = torch.get_num_threads(), []

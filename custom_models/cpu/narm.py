@@ -28,8 +28,7 @@ from custom_models.cpu.ops import linear, packed_cells, packed_gru, padded_colum
 
 
 def applies(model, item_seq: torch.Tensor) -> bool:
-    # the packed GRU kernel has no biases: a GRU with them (``gru_bias: true``) runs the plain path
-    return item_seq.device.type == "cpu" and not model.gru.bias
+    return item_seq.device.type == "cpu"
 
 
 def packed_states(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor):

@@ -257,7 +257,7 @@ def lookup(weight: torch.Tensor, *items: torch.Tensor) -> tuple[torch.Tensor, ..
 
 
 class _PackedGRU(torch.autograd.Function):
-    """A bias-free one-layer GRU over ``PackedSequence`` data, from a zero initial state.
+    """A one-layer GRU over ``PackedSequence`` data, from a zero initial state.
 
     Forward is ``nn.GRU``'s. Autograd would then replay ~10 small ops per time step
     backwards; here the backward recomputes the gates of every (row, step) cell in a
@@ -269,15 +269,15 @@ class _PackedGRU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, data, batch_sizes, w_ih, w_hh, gru):
+    def forward(ctx, data, batch_sizes, gru, w_ih, w_hh, b_ih=None, b_hh=None):
         out = gru(PackedSequence(data, batch_sizes))[0].data
-        ctx.save_for_backward(data, w_ih, w_hh, out)
+        ctx.save_for_backward(data, w_ih, w_hh, out, b_ih, b_hh)
         ctx.batch_sizes = batch_sizes.tolist()
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        data, w_ih, w_hh, out = ctx.saved_tensors
+        data, w_ih, w_hh, out, b_ih, b_hh = ctx.saved_tensors
         sizes = ctx.batch_sizes
         cells, size = out.shape
         starts = [0]
@@ -288,7 +288,7 @@ class _PackedGRU(torch.autograd.Function):
         padded = _padded_count(cells)
         h_prev = _previous_states(out, torch.as_tensor(sizes), padded)
         data = _padded_rows(data)
-        gi, gh = linear(data, w_ih), linear(h_prev, w_hh)  # PyTorch's gate order: reset, update, new
+        gi, gh = linear(data, w_ih, b_ih), linear(h_prev, w_hh, b_hh)  # PyTorch's gate order: reset, update, new
         rz = torch.sigmoid(gi[:, :2 * size] + gh[:, :2 * size])
         r, z = rz[:, :size], rz[:, size:]
         n = torch.tanh(torch.addcmul(gi[:, 2 * size:], r, gh[:, 2 * size:]))
@@ -308,7 +308,9 @@ class _PackedGRU(torch.autograd.Function):
             dh[before:before + rows].addmm_(gates.view(rows, 4 * size), carry)
         d_gh = (dh.unsqueeze(1) * through[:, :3]).view(padded, 3 * size)
         d_gi = torch.cat([d_gh[:, :2 * size], dh * d_n], 1)
-        return linear(d_gi, w_ih.t())[:cells], None, _weight_gradient(d_gi, data), _weight_gradient(d_gh, h_prev), None
+        biases = (d_gi.sum(0), d_gh.sum(0)) if b_ih is not None else ()  # padded rows: zero gradients
+        return (linear(d_gi, w_ih.t())[:cells], None, None, _weight_gradient(d_gi, data),
+                _weight_gradient(d_gh, h_prev), *biases)
 
 
 def padded_columns(x: torch.Tensor, multiple: int = 32) -> torch.Tensor:
@@ -353,9 +355,10 @@ class _NativePackedGRU(torch.autograd.Function):
     projection and the three gradient products stay oneDNN matrix products."""
 
     @staticmethod
-    def forward(ctx, data, batch_sizes, w_ih, w_hh):
-        out, gates = _native_gru_states(data, batch_sizes, w_ih, w_hh, keep_gates=True)
+    def forward(ctx, data, batch_sizes, w_ih, w_hh, b_ih=None, b_hh=None):
+        out, gates = _native_gru_states(data, batch_sizes, w_ih, w_hh, keep_gates=True, b_ih=b_ih, b_hh=b_hh)
         ctx.save_for_backward(data, w_ih, w_hh, out, gates, batch_sizes)
+        ctx.has_bias = b_ih is not None
         return out
 
     @staticmethod
@@ -370,22 +373,26 @@ class _NativePackedGRU(torch.autograd.Function):
             ctypes.c_int64(len(sizes)), ctypes.c_int64(size), ctypes.c_int64(w_hh_wide.size(1)),
             native.threads(), native.pointer(dh), native.pointer(d_gi), native.pointer(d_gh))
         h_prev = _previous_states(out, sizes)
+        biases = (d_gi.sum(0), d_gh.sum(0)) if ctx.has_bias else (None, None)
         return (linear(d_gi, w_ih.t()), None, _weight_gradient(d_gi, data.contiguous()),
-                _weight_gradient(d_gh, h_prev), None)
+                _weight_gradient(d_gh, h_prev), *biases)
 
 
 def _native_gru_states(data: torch.Tensor, batch_sizes: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                       keep_gates: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                       keep_gates: bool, b_ih: torch.Tensor | None = None,
+                       b_hh: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The packed GRU's states [cells, H] by the C kernel, and every cell's gates [cells, 4H]
     if ``keep_gates`` (for backward; evaluation keeps none)."""
     cells, size = len(data), w_hh.size(1)
     sizes = batch_sizes.contiguous()
-    gi = linear(data, w_ih).contiguous()
+    gi = linear(data, w_ih, b_ih).contiguous()
     out = data.new_empty(cells, size)
     gates = data.new_empty(cells, 4 * size) if keep_gates else None
     w_hh_t = padded_columns(w_hh.t())
+    b_hh = None if b_hh is None else b_hh.detach().contiguous()
     _gru_kernel().packed_gru_forward(
-        native.pointer(gi), native.pointer(w_hh_t), native.pointer(sizes), ctypes.c_int64(len(sizes)),
+        native.pointer(gi), native.pointer(w_hh_t), None if b_hh is None else native.pointer(b_hh),
+        native.pointer(sizes), ctypes.c_int64(len(sizes)),
         ctypes.c_int64(size), ctypes.c_int64(w_hh_t.size(1)), native.threads(),
         native.pointer(out), None if gates is None else native.pointer(gates))
     return out, gates
@@ -396,17 +403,19 @@ def _gru_kernel():
 
 
 def packed_gru(packed: PackedSequence, gru: nn.GRU) -> PackedSequence:
-    """``gru(packed)[0]`` for a bias-free one-layer unidirectional GRU: the C kernel's time
-    loops (:class:`_NativePackedGRU`) for float32 on CPU where it builds, else PyTorch's
-    forward and :class:`_PackedGRU`'s backward."""
-    if gru.num_layers != 1 or gru.bias or gru.bidirectional or gru.proj_size:
-        raise ValueError("packed_gru takes a bias-free, one-layer, unidirectional nn.GRU without projection")
+    """``gru(packed)[0]`` for a one-layer unidirectional GRU, with or without biases: the C
+    kernel's time loops (:class:`_NativePackedGRU`) for float32 on CPU where it builds, else
+    PyTorch's forward and :class:`_PackedGRU`'s backward."""
+    if gru.num_layers != 1 or gru.bidirectional or gru.proj_size:
+        raise ValueError("packed_gru takes a one-layer, unidirectional nn.GRU without projection")
     w_ih, w_hh = gru.weight_ih_l0, gru.weight_hh_l0
-    if native.applies_to(packed.data, w_ih, w_hh) and _gru_kernel() is not None:
-        data = (_NativePackedGRU.apply(packed.data, packed.batch_sizes, w_ih, w_hh) if torch.is_grad_enabled()
-                else _native_gru_states(packed.data, packed.batch_sizes, w_ih, w_hh, keep_gates=False)[0])
+    biases = (gru.bias_ih_l0, gru.bias_hh_l0) if gru.bias else ()
+    if native.applies_to(packed.data, w_ih, w_hh, *biases) and _gru_kernel() is not None:
+        data = (_NativePackedGRU.apply(packed.data, packed.batch_sizes, w_ih, w_hh, *biases)
+                if torch.is_grad_enabled() else
+                _native_gru_states(packed.data, packed.batch_sizes, w_ih, w_hh, False, *biases)[0])
     elif not torch.is_grad_enabled():
         return gru(packed)[0]
     else:
-        data = _PackedGRU.apply(packed.data, packed.batch_sizes, w_ih, w_hh, gru)
+        data = _PackedGRU.apply(packed.data, packed.batch_sizes, gru, w_ih, w_hh, *biases)
     return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)

@@ -1,8 +1,10 @@
-/* The time loop of a bias-free one-layer GRU over packed sequences, forward and backward.
+/* The time loop of a one-layer GRU over packed sequences, forward and backward.
  *
  * PyTorch's gate order and equations (nn.GRU):
  *   r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z), n = tanh(gi_n + r * gh_n),
- *   h = n + z * (h_prev - n),      with gi = x W_ih^T (computed by the caller) and gh = h_prev W_hh^T.
+ *   h = n + z * (h_prev - n),      with gi = x W_ih^T + b_ih (computed by the caller) and
+ *   gh = h_prev W_hh^T + b_hh (b_hh NULL: a bias-free GRU). Backward's d_gh is d loss / d gh,
+ *   so the caller's bias gradients are column sums of d_gi and d_gh.
  *
  * Packed layout: step t holds sizes[t] rows (non-increasing), at cells starts[t] ...; row b
  * of step t continues row b of step t - 1, and the state before step 0 is zero. In PyTorch
@@ -60,8 +62,8 @@ static void forward_cell(const float *g, const float *gh, const float *h_prev, i
 
 /* out [cells, H]: the states; gates [cells, 4H]: r, z, n and gh_n of every cell, for backward
  * (NULL: not kept; each thread then writes them to a scratch row). */
-void packed_gru_forward(const float *gi, const float *w_hh_t, const int64_t *sizes, int64_t steps, int64_t H,
-                        int64_t wide3, int threads, float *out, float *gates) {
+void packed_gru_forward(const float *gi, const float *w_hh_t, const float *b_hh, const int64_t *sizes,
+                        int64_t steps, int64_t H, int64_t wide3, int threads, float *out, float *gates) {
 #pragma omp parallel num_threads(threads)
     {
         float *gh = calloc(2 * wide3, sizeof(float)), *zero = calloc(H, sizeof(float));
@@ -75,6 +77,9 @@ void packed_gru_forward(const float *gi, const float *w_hh_t, const int64_t *siz
                 const float *h0 = t ? out + (previous + b) * H : zero;
                 const float *h1 = t && n == 2 ? out + (previous + b + 1) * H : h0;
                 if (t) two_rows_times(h0, h1, w_hh_t, H, wide3, gh, gh + wide3);
+                if (b_hh) /* gh = h_prev W_hh^T + b_hh; at t = 0, h_prev = 0: gh = b_hh */
+                    for (int64_t i = 0; i < n; i++)
+                        for (int64_t c = 0; c < 3 * H; c++) gh[i * wide3 + c] = (t ? gh[i * wide3 + c] : 0.0f) + b_hh[c];
                 for (int64_t i = 0; i < n; i++) {
                     const int64_t cell = start + b + i;
                     forward_cell(gi + cell * 3 * H, gh + i * wide3, i ? h1 : h0, H, out + cell * H,
