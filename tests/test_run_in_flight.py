@@ -50,5 +50,5 @@ def test_a_cut_off_run_scores_as_the_same_run_stopped_there(diginetica_slice, tm
 
 
 def test_without_a_run_in_flight_it_says_so(tmp_path, capsys):
-    assert main(["default", "--results", str(tmp_path / "empty")]) == 1
+    assert main(["default", "--results", str(tmp_path / "empty"), "--data-root", str(tmp_path / "atomic")]) == 1
     assert "no run of default in flight" in capsys.readouterr().err

@@ -63,7 +63,7 @@ def _line(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.store import ResultStore
-    from bench.suite import find_suite, load_suite, plan
+    from bench.suite import find_suite, load_suite, plan, prepare_datasets
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("suite", help="a suite YAML file, or a shipped suite's name")
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         suite = load_suite(find_suite(args.suite), args.data_root)
+        prepare_datasets(suite, args.data_root)  # as bench run does: the planner reads the converted manifests
         runs = plan(suite, args.data_root, ResultStore(args.results))
     except InputError as err:
         print(f"run_in_flight: {err}", file=sys.stderr)
