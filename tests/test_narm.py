@@ -132,7 +132,7 @@ def test_gru_bias_stays_causal_and_padding_blind(path, monkeypatch):
     """With ``gru_bias: true`` the plain path's GRU runs over the padding (the CPU path's
     packed GRU does not), which must still never reach a real position."""
     if path == "plain":
-        monkeypatch.setattr(cpu_narm, "applies", lambda model, item_seq: False)
+        monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)
     plain, biased = tiny_narm(), tiny_narm(gru_bias=True)
     assert not plain.gru.bias and biased.gru.bias
     with torch.no_grad():
@@ -183,7 +183,7 @@ def test_a_loss_on_drawn_positions_is_the_mean_over_their_prefix_rows(path, monk
     the plain path (the one a GPU runs: attention only from the drawn positions) and on
     the CPU path (every position, then the drawn ones)."""
     if path == "plain":
-        monkeypatch.setattr(cpu_narm, "applies", lambda model, item_seq: False)
+        monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)
     model = tiny_narm()
     seq, lengths = random_rows([5, 2, 7, 4], 7)
     targets = torch.tensor([3, 9, 17, 28])  # the item after each row's last input
@@ -256,7 +256,7 @@ def test_with_recboles_weights_it_is_recboles_narm_on_real_prefix_rows(digi_spli
     from recbole.model.sequential_recommender.narm import NARM
 
     if path == "plain":
-        monkeypatch.setattr(cpu_narm, "applies", lambda model, item_seq: False)
+        monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)
     config, splits = digi_splits
     config["n_layers"] = 1
     torch.manual_seed(3)
@@ -384,7 +384,7 @@ def test_with_the_same_dropout_masks_it_trains_as_recboles_narm(digi_splits, mon
     loss for loss. So the two differ under dropout only by which units a seed drops."""
     from recbole.model.sequential_recommender.narm import NARM
 
-    monkeypatch.setattr(cpu_narm, "applies", lambda model, item_seq: False)  # the plain path: masks over [B, L, E]
+    monkeypatch.setattr(cpu_narm, "applies", lambda item_seq: False)  # the plain path: masks over [B, L, E]
     config, splits = digi_splits
     config["n_layers"] = 1  # RecBole's NARM reads it; ours has the paper's one GRU layer
     torch.manual_seed(5)

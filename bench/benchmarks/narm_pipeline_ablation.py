@@ -189,7 +189,7 @@ def gradient_moments(dataset: str, seed: int, draws: int, data_root: Path, plain
     grads = {name: ([], []) for name, _ in PARAMETER_PAIRS}
     applies = cpu_narm.applies
     if plain:
-        cpu_narm.applies = lambda model, item_seq: False
+        cpu_narm.applies = lambda item_seq: False
     try:
         for _ in range(draws):
             for side, (loss, params) in enumerate(((lambda: ours.calculate_loss(batch), our_params),

@@ -27,7 +27,7 @@ from custom_models import native
 from custom_models.cpu.ops import linear, packed_cells, packed_gru, padded_columns, unpacked
 
 
-def applies(model, item_seq: torch.Tensor) -> bool:
+def applies(item_seq: torch.Tensor) -> bool:
     return item_seq.device.type == "cpu"
 
 
@@ -43,7 +43,7 @@ def packed_states(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor):
 
 def hidden_states(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor | None:
     """``model.hidden_states`` on CPU: [B, L, H], 0 after a row's end; None off the CPU."""
-    if not applies(model, item_seq):
+    if not applies(item_seq):
         return None
     states, cells, _ = packed_states(model, item_seq, item_seq_len)
     return unpacked(states, cells, *item_seq.shape)
@@ -53,7 +53,7 @@ def position_contexts(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor,
     """``model.position_contexts`` on CPU: ``(c_g, c_l, cells)`` in packed order; None off the CPU.
 
     The kernel attends from every real position; those not ``wanted`` are dropped after."""
-    if not applies(model, item_seq):
+    if not applies(item_seq):
         return None
     states, cells, batch_sizes = packed_states(model, item_seq, item_seq_len)
     local = packed_local_attention(linear(states, model.A1.weight), linear(states, model.A2.weight), states,

@@ -373,7 +373,7 @@ class _NativePackedGRU(torch.autograd.Function):
             ctypes.c_int64(len(sizes)), ctypes.c_int64(size), ctypes.c_int64(w_hh_wide.size(1)),
             native.threads(), native.pointer(dh), native.pointer(d_gi), native.pointer(d_gh))
         h_prev = _previous_states(out, sizes)
-        biases = (d_gi.sum(0), d_gh.sum(0)) if ctx.has_bias else (None, None)
+        biases = (d_gi.sum(0), d_gh.sum(0)) if ctx.has_bias else ()
         return (linear(d_gi, w_ih.t()), None, _weight_gradient(d_gi, data.contiguous()),
                 _weight_gradient(d_gh, h_prev), *biases)
 
