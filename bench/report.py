@@ -166,6 +166,7 @@ def is_reference(model: str) -> bool:
 #: The papers' names of our models and variants; a table row carries these.
 PAPER_NAMES = {
     "narm": "NARM", "narm-sampled": "NARM (sampled softmax)", "narm-public": "NARM (public PyTorch code's model)",
+    "narm-pytorch-init": "NARM (PyTorch's default initialisation)",
     "sasrec": "SASRec", "sasrec-ce": "SASRec (CE)", "sasrec-sampled": "SASRec (sampled softmax)",
     "sasrec-kv": "SASRec (BCE, Klenitskiy & Vasilev's settings)",
     "gru4rec": "GRU4Rec", "pop": "POP", "spop": "S-POP", "itemknn": "Item-KNN", "bprmf": "BPR-MF",

@@ -34,6 +34,9 @@ VARIANTS = {
     # the model of the public PyTorch NARM (Wang-Shuo): GRU biases, PyTorch's default
     # initialisation (item embeddings N(0, 1)); the paper's equations otherwise
     "narm-public": ("narm", {"gru_bias": True, "weight_init": "pytorch"}),
+    # the one difference of that model that validation rewards (reports/narm_public_diginetica.md):
+    # its initialisation, without the GRU biases the paper's equations lack
+    "narm-pytorch-init": ("narm", {"weight_init": "pytorch"}),
     # the paper's BCE with Klenitskiy & Vasilev's (RecSys 2023) SASRec settings, so that
     # their BCE number has a like-for-like row (their d 64 and dropout 0.1; their patience
     # and epoch budget are the suite's to set)

@@ -165,6 +165,12 @@ def test_narm_public_builds_the_public_codes_model_and_narm_keeps_its_stored_con
     torch.manual_seed(0)
     public = BenchNARM(public_config, dataset)
     assert public.gru.bias and abs(float(public.item_embedding.weight[1:].detach().std()) - 1) < 0.05
+    # the suite's row for the initialisation alone: PyTorch's init, the paper's bias-free GRU
+    init_config = make_config(resolve_model("narm-pytorch-init"), name, overrides, root)
+    assert init_config["weight_init"] == "pytorch" and "gru_bias" not in init_config
+    torch.manual_seed(0)
+    init_only = BenchNARM(init_config, dataset)
+    assert not init_only.gru.bias and abs(float(init_only.item_embedding.weight[1:].detach().std()) - 1) < 0.05
 
 
 def test_last_representation_is_the_per_position_output_at_the_end():
