@@ -54,6 +54,10 @@ def flat_metrics(metrics: "dict[str, dict[str, float]]") -> "OrderedDict[str, fl
 
 PROGRESS_FILE = "progress.pth"
 BEST_MODEL_FILE = "best.pth"
+# RecBole saves a new best model before our callback saves the epoch's progress. Written
+# here first, it becomes best.pth only once the progress of its epoch is saved, so that a
+# kill in between cannot leave a best model from an epoch the progress does not hold.
+PENDING_BEST_FILE = "best.pth.pending"
 
 
 class StopTraining(Exception):
@@ -88,6 +92,24 @@ class HarnessTrainer(Trainer):
         folder.mkdir(parents=True, exist_ok=True)
         self.progress_file = folder / PROGRESS_FILE
         self.saved_model_file = str(folder / BEST_MODEL_FILE)
+        self.pending_best_file = folder / PENDING_BEST_FILE
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if self.progress_file is not None and self._validating and "saved_model_file" not in kwargs:
+            kwargs["saved_model_file"] = str(self.pending_best_file)  # promoted by _save_progress
+        super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
+
+    def _settle_pending_best(self, progress_epoch: int | None) -> None:
+        """Promote the pending best model if the saved progress reached its epoch, else
+        drop it: its epoch was lost with the process that trained it."""
+        pending = self.pending_best_file
+        if not pending.exists():
+            return
+        epoch = torch.load(pending, map_location="cpu", weights_only=True)["epoch"]
+        if progress_epoch is not None and epoch <= progress_epoch:
+            os.replace(pending, self.saved_model_file)
+        else:
+            pending.unlink()
 
     def progress_state(self) -> dict:
         """What a subclass's next epoch depends on beyond model and optimiser (its own
@@ -123,12 +145,14 @@ class HarnessTrainer(Trainer):
         partial = self.progress_file.with_name(f".{PROGRESS_FILE}.{os.getpid()}")
         torch.save(state, partial)
         os.replace(partial, self.progress_file)  # atomic: a kill leaves the last complete epoch
+        self._settle_pending_best(epoch_idx)
 
     def _resume(self, train_data) -> dict:
         # our own file, written by _save_progress: it holds numpy's and Python's RNG states.
         # Loaded on the CPU: RNG states must be CPU tensors; load_state_dict moves the
         # model's and the optimiser's tensors to their parameters' device.
         state = torch.load(self.progress_file, map_location="cpu", weights_only=False)
+        self._settle_pending_best(state["epoch"])
         self.model.load_state_dict(state["state_dict"])
         self.model.load_other_parameter(state["other_parameter"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -146,7 +170,9 @@ class HarnessTrainer(Trainer):
         self._fit_started = time.perf_counter()
         if self.progress_file is None:
             return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
-        if self.progress_file.exists():
+        if not self.progress_file.exists():
+            self._settle_pending_best(None)  # a process killed within the first epoch
+        else:
             state = self._resume(train_data)
             if state["stopped"] or self.start_epoch >= self.epochs:
                 return self.best_valid_score, self.best_valid_result  # that fit had ended

@@ -20,12 +20,12 @@ def test_a_cut_off_run_scores_as_the_same_run_stopped_there(diginetica_slice, tm
     root, name = diginetica_slice
     torch.set_num_threads(1)
 
-    def stop_after_epoch_2(epoch, score):
-        if epoch == 2:
+    def stop_after_epoch_1(epoch, score):
+        if epoch == 1:
             raise StopTraining
 
     stopped = run_once("narm", name, 0, tmp_path / "w0", {**NARM, "device": "cpu"}, data_root=root,
-                       on_epoch=stop_after_epoch_2)
+                       on_epoch=stop_after_epoch_1)
 
     def die_in_epoch_2(epoch, score):
         if epoch == 2:
@@ -37,8 +37,8 @@ def test_a_cut_off_run_scores_as_the_same_run_stopped_there(diginetica_slice, tm
                  progress_dir=progress, on_epoch=die_in_epoch_2)
     result = evaluate_in_flight("narm", name, 0, NARM, progress / "fit", root)
 
-    # the kill came after epoch 2's checkpoint (RecBole saves it first) and before its
-    # progress: the curve has epochs 0 and 1, the checkpoint is the best of epochs 0-2
+    # the kill came after epoch 2's validation and before its progress: the curve has
+    # epochs 0 and 1, and the checkpoint is their best (epoch 2's model was lost with it)
     assert result["epochs_trained"] == 2 and result["best_epoch"] == stopped.best_epoch
     for ours, theirs in zip(result["curve"], stopped.curve[:2], strict=True):
         assert ours["valid"] == pytest.approx(theirs["valid"], rel=1e-6)

@@ -45,8 +45,8 @@ def evaluate_in_flight(model: str, dataset: str, seed: int, settings: dict, fit_
     net.eval()
     curve = [{"epoch": c["epoch"], "train_seconds": c.get("train_seconds"), "valid": c.get("valid", {})}
              for c in progress["curve"]]
-    # RecBole saves the best checkpoint before the epoch's progress: read between the two (or
-    # after a kill there), the checkpoint is one epoch ahead of the curve, so its epoch is its own
+    # a new best model becomes best.pth just after its epoch's progress is saved: read
+    # between the two, the checkpoint is one epoch behind the curve, so its epoch is its own
     return {"model": model, "dataset": dataset, "seed": seed, "epochs_trained": len(curve),
             "best_epoch": best.get("epoch"), "fit_seconds": progress.get("seconds"), "curve": curve,
             "valid": metrics_for(rank_cases(net, splits.cases("valid"), "cpu")),
