@@ -60,6 +60,9 @@ OPTIONAL_KEYS = {
                 "equations (custom_models/narm.py)",
     "weight_init": "NARM's initialisation: xavier (absent) or pytorch, PyTorch's defaults with item "
                    "embeddings N(0, 1), as the public PyTorch NARM (custom_models/narm.py)",
+    "lr_step": "a step schedule: the learning rate is multiplied by lr_gamma every lr_step epochs, as the "
+               "public PyTorch NARM (80, 0.1); absent: a constant rate (bench/training.py)",
+    "lr_gamma": "the step schedule's factor; absent: 0.1 (bench/training.py)",
 }
 
 

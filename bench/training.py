@@ -60,6 +60,21 @@ BEST_MODEL_FILE = "best.pth"
 PENDING_BEST_FILE = "best.pth.pending"
 
 
+def step_schedule(config) -> tuple[int | None, float]:
+    """``lr_step`` and ``lr_gamma`` from a run's config, checked; ``(None, 1.0)`` without a schedule."""
+    step, gamma = config["lr_step"], config["lr_gamma"]
+    if step is None:
+        if gamma is not None:
+            raise ValueError("lr_gamma needs lr_step, the epochs between two cuts of the learning rate")
+        return None, 1.0
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"lr_step must be a whole number of epochs >= 1, not {step!r}")
+    gamma = 0.1 if gamma is None else gamma
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
+        raise ValueError(f"lr_gamma must be a factor in (0, 1], not {gamma!r}")
+    return step, float(gamma)
+
+
 class StopTraining(Exception):
     """Raised by a run's ``on_epoch`` callback to end training after this epoch (a time
     budget, say): the best model so far is kept and tested, as after early stopping."""
@@ -82,6 +97,7 @@ class HarnessTrainer(Trainer):
         # called with the epoch index after each training epoch of a fit without validation
         # (a refit), whose progress no validation callback reports
         self.on_train_epoch: Callable[[int], None] | None = None
+        self.lr_step, self.lr_gamma = step_schedule(config)
 
     # -- resuming -------------------------------------------------------------------
     def keep_progress(self, folder: str | Path) -> None:
@@ -213,11 +229,23 @@ class HarnessTrainer(Trainer):
         """One training epoch; returns the loss. Override to change how a model trains."""
         return super()._train_epoch(train_data, epoch_idx, show_progress=show_progress)
 
+    def learning_rate_at(self, epoch_idx: int) -> float:
+        """The step schedule's rate for an epoch: a function of the epoch alone, so that a
+        resumed fit and a refit follow it without a scheduler's state."""
+        if self.lr_step is None:
+            return self.learning_rate
+        return self.learning_rate * self.lr_gamma ** (epoch_idx // self.lr_step)
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self.lr_step is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate_at(epoch_idx)
         start = time.perf_counter()
         loss = self.train_epoch(train_data, epoch_idx, show_progress=show_progress)
         total = float(sum(loss)) if isinstance(loss, tuple) else float(loss)
         self.curve.append({"epoch": epoch_idx, "train_loss": total, "train_seconds": time.perf_counter() - start})
+        if self.lr_step is not None:
+            self.curve[-1]["learning_rate"] = self.learning_rate_at(epoch_idx)
         if not self._validating:  # no validation callback follows: progress is saved and told here
             if self.progress_file is not None:
                 self._save_progress(epoch_idx, train_data, stopped=False)
