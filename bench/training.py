@@ -111,7 +111,8 @@ class HarnessTrainer(Trainer):
         self.pending_best_file = folder / PENDING_BEST_FILE
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if self.progress_file is not None and self._validating and "saved_model_file" not in kwargs:
+        # (epoch -1 is RecBole's save of an untrained model, with no epoch to wait for)
+        if self.progress_file is not None and self._validating and epoch >= 0 and "saved_model_file" not in kwargs:
             kwargs["saved_model_file"] = str(self.pending_best_file)  # promoted by _save_progress
         super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
 
