@@ -90,6 +90,7 @@ class HarnessTrainer(Trainer):
         self.last_metrics: dict | None = None
         self.last_eval_seconds = 0.0
         self.progress_file: Path | None = None
+        self._pending_epoch: int | None = None  # the epoch of the pending best model this process wrote
         self.resumed_at: int | None = None  # epochs already trained by an earlier process
         self.seconds_before = 0.0  # fit seconds spent by earlier processes
         self._validating = False
@@ -114,6 +115,7 @@ class HarnessTrainer(Trainer):
         # (epoch -1 is RecBole's save of an untrained model, with no epoch to wait for)
         if self.progress_file is not None and self._validating and epoch >= 0 and "saved_model_file" not in kwargs:
             kwargs["saved_model_file"] = str(self.pending_best_file)  # promoted by _save_progress
+            self._pending_epoch = epoch
         super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
 
     def _settle_pending_best(self, progress_epoch: int | None) -> None:
@@ -122,7 +124,10 @@ class HarnessTrainer(Trainer):
         pending = self.pending_best_file
         if not pending.exists():
             return
-        epoch = torch.load(pending, map_location="cpu", weights_only=True)["epoch"]
+        epoch = self._pending_epoch
+        if epoch is None:  # an earlier process wrote it: its epoch is in the file
+            epoch = torch.load(pending, map_location="cpu", weights_only=True)["epoch"]
+        self._pending_epoch = None
         if progress_epoch is not None and epoch <= progress_epoch:
             os.replace(pending, self.saved_model_file)
         else:

@@ -10,6 +10,7 @@ import torch
 
 from bench.runner import run_once
 from bench.training import HarnessTrainer, step_schedule
+from training_checks import Killed, killed_at_epoch
 
 NARM = {"device": "cpu", "epochs": 3, "embedding_size": 16, "hidden_size": 16, "train_batch_size": 128}
 
@@ -69,15 +70,9 @@ def test_a_resumed_fit_goes_on_at_its_epochs_rate(diginetica_slice, tmp_path, mo
     torch.set_num_threads(1)
     settings = {**NARM, "lr_step": 1, "lr_gamma": 0.5}
 
-    class Killed(Exception):
-        pass
-
-    def die(epoch, score):
-        if epoch == 1:
-            raise Killed
-
     with pytest.raises(Killed):
-        run_once("narm", name, 0, tmp_path / "w1", settings, data_root=root, progress_dir=tmp_path / "p", on_epoch=die)
+        run_once("narm", name, 0, tmp_path / "w1", settings, data_root=root, progress_dir=tmp_path / "p",
+                 on_epoch=killed_at_epoch(1))
     resumed = run_once("narm", name, 0, tmp_path / "w2", settings, data_root=root, progress_dir=tmp_path / "p")
     whole = run_once("narm", name, 0, tmp_path / "w0", settings, data_root=root)
     assert resumed.resumed == {"fit": 1}

@@ -13,14 +13,11 @@ from bench.runner import run_once
 from bench.store import ResultStore, RunKey
 from bench.training import HarnessTrainer
 from custom_models.gru4rec_trainer import GRU4RecTrainer, PopularitySampler
+from training_checks import Killed, killed_at_epoch
 
 NARM = {"device": "cpu", "epochs": 3, "embedding_size": 16, "hidden_size": 16, "train_batch_size": 128}
 GRU4REC = {"device": "cpu", "epochs": 3, "layers": [32], "n_sample": 64, "train_batch_size": 32,
            "sample_cache_size": 640, "refit": True}  # a cache of 10 chunks: refilled within an epoch
-
-
-class Killed(Exception):
-    """Stands for the process dying (the session's end, a kill -9) after a saved epoch."""
 
 
 def _same_run(a, b):
@@ -44,13 +41,10 @@ def test_a_fit_killed_after_an_epoch_resumes_there_and_ends_as_an_uninterrupted_
     kill_at = next((k for k in range(1, len(valid_mrr)) if valid_mrr[k] > max(valid_mrr[:k])), None)
     assert kill_at is not None, "this check needs an epoch after the first to be a new best"
 
-    def die(epoch, score):
-        if epoch == kill_at:
-            raise Killed
-
     progress = tmp_path / "progress"
     with pytest.raises(Killed):
-        run_once("narm", name, 0, tmp_path / "w1", NARM, data_root=root, progress_dir=progress, on_epoch=die)
+        run_once("narm", name, 0, tmp_path / "w1", NARM, data_root=root, progress_dir=progress,
+                 on_epoch=killed_at_epoch(kill_at))
     saved = torch.load(progress / "fit" / "progress.pth", weights_only=False)
     assert saved["epoch"] == kill_at - 1
     # the best model kept is one the saved progress holds, not the lost epoch's, which a

@@ -8,12 +8,9 @@ import torch
 from bench.benchmarks.run_in_flight import evaluate_in_flight, main
 from bench.runner import run_once
 from bench.training import StopTraining
+from training_checks import Killed, killed_at_epoch
 
 NARM = {"epochs": 4, "embedding_size": 16, "hidden_size": 16, "train_batch_size": 128}
-
-
-class Killed(Exception):
-    """Stands for the process dying after a saved epoch."""
 
 
 def test_a_cut_off_run_scores_as_the_same_run_stopped_there(diginetica_slice, tmp_path):
@@ -27,14 +24,10 @@ def test_a_cut_off_run_scores_as_the_same_run_stopped_there(diginetica_slice, tm
     stopped = run_once("narm", name, 0, tmp_path / "w0", {**NARM, "device": "cpu"}, data_root=root,
                        on_epoch=stop_after_epoch_1)
 
-    def die_in_epoch_2(epoch, score):
-        if epoch == 2:
-            raise Killed
-
     progress = tmp_path / "progress"
     with pytest.raises(Killed):
         run_once("narm", name, 0, tmp_path / "w1", {**NARM, "device": "cpu"}, data_root=root,
-                 progress_dir=progress, on_epoch=die_in_epoch_2)
+                 progress_dir=progress, on_epoch=killed_at_epoch(2))
     result = evaluate_in_flight("narm", name, 0, NARM, progress / "fit", root)
 
     # the kill came after epoch 2's validation and before its progress: the curve has

@@ -1,8 +1,22 @@
 """Shared checks of the trainable models' tests: trained twice with one seed, then POP;
-the loss on whole-sequence rows against the loss on prefix rows."""
+the loss on whole-sequence rows against the loss on prefix rows; a process killed
+after an epoch's validation."""
 from __future__ import annotations
 
 import numpy as np
+
+
+class Killed(Exception):
+    """Stands for the process dying (the session's end, a kill -9) in a run."""
+
+
+def killed_at_epoch(epoch: int):
+    """An ``on_epoch`` callback that kills the run after ``epoch``'s validation: before
+    that epoch's progress is saved, so the epoch is lost with the process."""
+    def on_epoch(epoch_idx, score):
+        if epoch_idx == epoch:
+            raise Killed
+    return on_epoch
 
 
 def train_twice_and_pop(model: str, root, name: str, overrides: dict, tmp_path):
