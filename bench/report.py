@@ -141,6 +141,20 @@ def _mean(values: Iterable) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def ran_on(records: list[dict]) -> str:
+    """What a row's runs trained on (``1 thread``, ``2 threads``, the GPU's name), per
+    seed in seed order where its seeds differ: ``2 threads / 1 thread / 1 thread``."""
+    def one(record):
+        env = record.get("environment") or {}
+        if env.get("cuda_device"):
+            return env["cuda_device"]
+        n = env.get("torch_threads")
+        return "? threads" if n is None else f"{n} thread{'' if n == 1 else 's'}"
+
+    each = [one(r) for r in sorted(records, key=lambda r: r.get("seed", 0))]
+    return each[0] if len(set(each)) == 1 else " / ".join(each)
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
@@ -562,18 +576,20 @@ class SuiteReport:
             best = _mean(None if r.get("best_epoch") is None else r["best_epoch"] + 1 for r in rs)
             trained = _mean(r.get("epochs_trained") for r in rs)
             epochs = "–" if not trained else f"{_num(best, 1)} / {_num(trained, 1)}"
-            rows.append([model_label(m), len(rs), _num(_mean(t.get("seconds_per_epoch") for t in timings), 2),
+            rows.append([model_label(m), len(rs), ran_on(rs), _num(_mean(t.get("seconds_per_epoch") for t in timings), 2),
                          epochs, _num(_mean(t.get("train_seconds") for t in timings), 1),
                          _num(_mean(t.get("eval_cases_per_second") for t in timings), 0),
                          _num(_mean(r.get("num_parameters") for r in rs), 0),
                          _num(_mean(r.get("peak_memory_mb") for r in rs), 0)])
-        headers = ["Model", "n", "s / epoch", "epochs (best / trained)", "train s (total)",
+        headers = ["Model", "n", "ran on", "s / epoch", "epochs (best / trained)", "train s (total)",
                    "eval cases / s", "parameters", "peak memory (MB)"]
         self.tables.append((f"{dataset}: efficiency (mean over seeds)", "", headers, rows))
         return [f"### {dataset}: efficiency (mean over seeds)", "",
                 tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
-                "Best epoch counts from 1. Training time includes the per-epoch validation; evaluation throughput "
-                "is test cases ranked per second. Peak memory is the process's peak resident set size.", ""]
+                "Best epoch counts from 1. `ran on`: torch's threads (or the GPU) of each run, per seed where the "
+                "seeds differ, whose times the row's means then mix. Training time includes the per-epoch "
+                "validation; evaluation throughput is test cases ranked per second. Peak memory is the process's "
+                "peak resident set size.", ""]
 
     #: the two metrics a full-against-sampled softmax table shows, per protocol (main metric last)
     SOFTMAX_METRICS = {"session": ("recall@20", "mrr@20"), "leave-one-out": ("recall@10", "ndcg@10")}
@@ -619,24 +635,30 @@ class SuiteReport:
         def ratio(a, b, suffix=""):
             return f"{a / b:.2f}{suffix}" if a is not None and b else "–"
 
+        where = {m: ran_on(runs[m]) for pair in pairs for m in pair}
         rows = []
         for full, sampled in pairs:
+            # like for like only if every run of both rows trained on the same device and threads
+            alike = where[full] == where[sampled] and " / " not in where[full]
             for m in (full, sampled):
                 config = runs[m][0]["config"]
                 loss = ("full softmax" if m == full else
                         f"{config.get('n_negatives')} negatives ∝ count^{config.get('sample_alpha')}, logQ")
-                row = [model_label(m), loss, len(runs[m]), _num(per_epoch[m], 2)]
+                speed_up = ratio(per_epoch[full], per_epoch[m], "x") + ("" if alike or m == full else " (unlike runs)")
+                row = [model_label(m), loss, len(runs[m]), where[m], _num(per_epoch[m], 2)]
                 row += [units.value(v) if (v := test[m][metric]) is not None else "–" for metric in metrics]
-                row += [ratio(test[m][main], test[full][main]), ratio(per_epoch[full], per_epoch[m], "x")]
+                row += [ratio(test[m][main], test[full][main]), speed_up]
                 rows.append(row)
-        headers = ["Model", "loss", "n", "s / epoch", *map(metric_label, metrics),
+        headers = ["Model", "loss", "n", "ran on", "s / epoch", *map(metric_label, metrics),
                    f"{metric_label(main)} / full's", "speed-up per epoch"]
         title = f"{dataset}: full softmax against sampled softmax (full ranking, test, {units.label})"
         note = (f"Each sampled-softmax row next to the same model trained with the full softmax over all items; "
                 f"`{metric_label(main)} / full's` is its mean test {metric_label(main)} over the full-softmax "
                 f"row's; the speed-up is the full row's training seconds per epoch over its own (means over seeds; "
-                f"comparable where both ran on the same machine under the same load, see Environment). That is a "
-                f"cost per epoch, not a time to a validation score: read it with the accuracy ratio beside it.")
+                f"comparable where both ran on the same machine under the same load, see Environment; `(unlike runs)`: "
+                f"the two rows' runs trained on different threads or devices, so the ratio is not like for like). "
+                f"That is a cost per epoch, not a time to a validation score: read it with the accuracy ratio "
+                f"beside it.")
         self.tables.append((title, note, headers, rows))
         return [f"### {title}", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
                 note, ""]

@@ -384,6 +384,30 @@ def test_full_and_sampled_softmax_side_by_side_with_their_ratios(diginetica_slic
     per_epoch = [r["timings"]["seconds_per_epoch"] for r in (full, sampled)]
     assert rows["narm-sampled"]["speed-up per epoch"] == f"{per_epoch[0] / per_epoch[1]:.2f}x"
     assert rows["narm"]["speed-up per epoch"] == "1.00x"
+    assert rows["narm"]["ran on"] == rows["narm-sampled"]["ran on"] == "1 thread"
+
+    # the sampled run on 2 threads: its per-epoch time is no longer like for like
+    key = RunKey("soft", name, "narm-sampled", 0)
+    sampled["environment"]["torch_threads"] = 2
+    store.write(key, sampled, store.load_ranks(key))
+    text = write_report("soft", store, tmp_path / "reports", {}).read_text()
+    rows = {model_of(r): r for r in tables(text)[title]}
+    assert rows["narm-sampled"]["ran on"] == "2 threads"
+    assert rows["narm-sampled"]["speed-up per epoch"] == f"{per_epoch[0] / per_epoch[1]:.2f}x (unlike runs)"
+    assert rows["narm"]["speed-up per epoch"] == "1.00x"
+
+
+def test_ran_on_names_threads_or_the_gpu_per_seed_where_seeds_differ():
+    from bench.report import ran_on
+
+    def record(seed, threads, gpu=None):
+        return {"seed": seed, "environment": {"torch_threads": threads, "cuda_device": gpu}}
+
+    assert ran_on([record(0, 1), record(1, 1)]) == "1 thread"
+    assert ran_on([record(0, 2)]) == "2 threads"
+    assert ran_on([record(2, 1), record(0, 2), record(1, 1)]) == "2 threads / 1 thread / 1 thread"  # seed order
+    assert ran_on([record(0, 8, "NVIDIA H200"), record(1, 16, "NVIDIA H200")]) == "NVIDIA H200"
+    assert ran_on([{"seed": 0}]) == "? threads"  # a record from before threads were stored
 
 
 def test_a_partial_suite_says_which_runs_its_tables_lack():
