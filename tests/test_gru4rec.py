@@ -259,7 +259,8 @@ def test_session_step_scores_targets_and_samples(slice_setup, loss):
         H = [torch.randn(2, 16, generator=torch.Generator().manual_seed(2))]
         loss_value, new = model.session_step(inputs, targets, samples, H)
         h = model.cells[0](model.out_weight[inputs], H[0])
-        assert torch.allclose(new[0], h)
+        # float32 tolerances: the CPU layer's GRU cell (tested in test_cpu_paths) rounds differently
+        torch.testing.assert_close(new[0], h)
         columns = torch.cat([targets, samples])
         R = (h @ model.out_weight[columns].t() + model.out_bias[columns].view(1, -1)).double()
         if loss != "cross-entropy":
