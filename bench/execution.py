@@ -65,6 +65,7 @@ class PlannedRun:
     state: str = "missing"  # missing | failed | changed | finished (what the store holds)
     validation: "ValidationStage | None" = None  # a stored early-stopped fit that refit: true reuses
     progress_dir: str | None = None  # per-epoch progress of this run and config (resumed if there)
+    stage: str = "whole"  # "fit": only the early-stopped fit of a refit: true run (bench run --fit-only)
 
     @property
     def label(self) -> str:
@@ -246,7 +247,8 @@ def _outcome_of(ref) -> dict:
 
 def store_outcome(store: ResultStore, run: PlannedRun, outcome: dict) -> None:
     if outcome["status"] == "finished":
-        store.write(run.key, outcome["record"], outcome["ranks"])
+        record = outcome["record"] if run.stage == "whole" else {**outcome["record"], "stage": run.stage}
+        store.write(run.key, record, outcome["ranks"])
     else:
         store.write_failure(run.key, {**run.config, "seed": run.key.seed}, outcome["error"],
                             outcome.get("traceback"), protocol=run.protocol, started_at=outcome.get("started_at"))

@@ -231,17 +231,21 @@ def _dataset_meta(suite_meta: dict | None) -> dict[str, dict]:
     return out
 
 
-def not_yet_run(suite_meta: dict | None, finished: list[dict]) -> tuple[int, list[str]]:
+def not_yet_run(suite_meta: dict | None, finished: list[dict], fitted: list[dict] = ()) -> tuple[int, list[str]]:
     """The suite's run count (datasets x models x seeds, from ``suite.json``) and, per
     dataset and model, the seeds without a finished run: what a partial report's tables
-    lack. (0, []) when the metadata does not list models and seeds."""
+    lack; a seed whose early-stopped fit alone is stored (``fitted``, ``bench run
+    --fit-only``) says so. (0, []) when the metadata does not list models and seeds."""
     datasets, models = list(_dataset_meta(suite_meta)), (suite_meta or {}).get("models") or []
     seeds = (suite_meta or {}).get("seeds") or []
     done = {(r.get("dataset"), r.get("model"), r.get("seed")) for r in finished}
+    halfway = {(r.get("dataset"), r.get("model"), r.get("seed")) for r in fitted}
     lacking = []
     for dataset in datasets:
         for model in models:
-            missing = [str(s) for s in seeds if (dataset, model, s) not in done]
+            missing = [str(s) + (" (its early-stopped fit is stored: the refit remains)"
+                                 if (dataset, model, s) in halfway else "")
+                       for s in seeds if (dataset, model, s) not in done]
             if missing:
                 lacking.append(f"{dataset}: {model_label(model)} (`{model}`) seed{'s' if len(missing) > 1 else ''} "
                                f"{', '.join(missing)}")
@@ -292,7 +296,9 @@ class SuiteReport:
     def __init__(self, suite: str, store: ResultStore, out_dir: Path, suite_meta: dict | None):
         self.suite, self.store, self.out_dir, self.meta = suite, store, Path(out_dir), suite_meta or {}
         records = store.records(suite)
-        self.finished = [r for r in records if r.get("status") == "finished"]
+        # A stored fit stage (bench run --fit-only) is half a run: not in the tables.
+        self.fitted = [r for r in records if r.get("status") == "finished" and r.get("stage") == "fit"]
+        self.finished = [r for r in records if r.get("status") == "finished" and r.get("stage") != "fit"]
         self.failed = [r for r in records if r.get("status") != "finished"]
         self.by_dataset: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         for r in self.finished:
@@ -425,7 +431,7 @@ class SuiteReport:
                                                  or "none"))
         out.append(f"- Report rebuilt from stored results by `bench report --results {self.store.root} "
                    f"--out {self.out_dir} --suite {self.suite}` at commit `{_git('rev-parse', 'HEAD') or 'unknown'}`")
-        planned, lacking = not_yet_run(self.meta, self.finished)
+        planned, lacking = not_yet_run(self.meta, self.finished, self.fitted)
         of = f" of the suite's {planned}" if planned else ""
         out.append(f"- Runs: {len(self.finished)} finished{of}, {len(self.failed)} failed")
         if lacking:

@@ -487,8 +487,15 @@ def _resolved_config(spec: ModelSpec, dataset: str, settings: dict, data_root: P
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
 
-def plan(suite: Suite, data_root: str | Path, store: ResultStore, use_tuned: bool = True) -> list[PlannedRun]:
-    """Every run of the suite with its config, hash and what the store already holds."""
+def plan(suite: Suite, data_root: str | Path, store: ResultStore, use_tuned: bool = True,
+         fit_only: bool = False) -> list[PlannedRun]:
+    """Every run of the suite with its config, hash and what the store already holds.
+
+    ``fit_only``: a trained model with ``refit: true`` is planned as its early-stopped
+    fit alone (``refit: false``, stored with ``stage: fit``), unless the store already
+    holds its whole run. A later plan without it reuses that fit and runs only the
+    refit (:func:`stored_validation`): a run too long for one job runs as two.
+    """
     from bench.tuned import load_best_params
 
     data_root = Path(data_root).resolve()
@@ -509,10 +516,23 @@ def plan(suite: Suite, data_root: str | Path, store: ResultStore, use_tuned: boo
                                  f"{type(err).__name__}: {err}", suite.path, line) from None
             digest = config_hash(config)
             trainable = getattr(spec.cls, "trainable", True)
+            staged = fit_only and trainable and bool(config.get("refit"))
+            if staged:
+                fit_settings = {**settings, "refit": False}
+                fit_config = _resolved_config(spec, entry.name, fit_settings, data_root)
+                fit_digest = config_hash(fit_config)
             for seed in suite.seeds:
                 key = RunKey(suite.name, entry.name, model, seed)
                 record = store.read(key)
                 state = _state(record, digest, manifest_sha)
+                if staged and state != "finished":
+                    # The fit trains as the whole run's fit does, so both keep their progress in
+                    # one place: either resumes what the other left.
+                    runs.append(PlannedRun(key, fit_settings, fit_config, fit_digest, manifest.get("protocol"),
+                                           manifest, manifest_sha, str(data_root), trainable,
+                                           _state(record, fit_digest, manifest_sha), None,
+                                           str(store.progress_dir(key, digest).resolve()), stage="fit"))
+                    continue
                 validation = (stored_validation(store, record, digest, manifest_sha)
                               if state == "changed" and trainable and config.get("refit") else None)
                 runs.append(PlannedRun(key, settings, config, digest, manifest.get("protocol"), manifest,
@@ -582,15 +602,16 @@ def run_suite(suite: Suite, *, data_root: str | Path = DEFAULT_DATA_ROOT, result
               reports: str | Path | None = "reports", cpus: int | None = None, cpus_per_run: float = 1,
               gpus_per_run: float | None = None, address: str | None = None, rerun_failed: bool = True,
               max_runs: int | None = None, dry_run: bool = False, use_tuned: bool = True,
-              command: str | None = None, stream=sys.stderr, models: list[str] | None = None) -> SuiteOutcome:
+              command: str | None = None, stream=sys.stderr, models: list[str] | None = None,
+              fit_only: bool = False) -> SuiteOutcome:
     """Convert what is missing, plan, run what is not finished, write the report.
 
     ``models``: run only these of the suite's models; the report still shows every
-    run of the suite that the store holds.
+    run of the suite that the store holds. ``fit_only``: see :func:`plan`.
     """
     store = ResultStore(results)
     prepare_datasets(suite, data_root, stream)
-    runs = plan(suite, data_root, store, use_tuned)
+    runs = plan(suite, data_root, store, use_tuned, fit_only)
     if models is not None:
         runs = [r for r in runs if r.key.model in models]
     todo = to_run(runs, rerun_failed, max_runs)
@@ -601,7 +622,8 @@ def run_suite(suite: Suite, *, data_root: str | Path = DEFAULT_DATA_ROOT, result
     if dry_run:
         for run in runs:
             action = "run" if run in todo else "skip"
-            reuse = "  (refit only: reuses the stored early-stopped fit)" if run.validation is not None else ""
+            reuse = ("  (refit only: reuses the stored early-stopped fit)" if run.validation is not None
+                     else "  (early-stopped fit only: the refit runs later)" if run.stage == "fit" else "")
             print(f"  {action:4s} {run.label:50s} {run.state:9s} config {run.config_hash[:12]}{reuse}", file=stream)
         return SuiteOutcome(runs, {}, None)
     ran = execute(todo, store, cpus=cpus or os.cpu_count() or 1, cpus_per_run=cpus_per_run,
@@ -661,6 +683,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: derived from the models and datasets)")
     parser.add_argument("--max-runs", type=int, default=None, metavar="N", help="start at most N runs")
     parser.add_argument("--dry-run", action="store_true", help="check the suite and show the plan; train nothing")
+    parser.add_argument("--fit-only", action="store_true",
+                        help="models with refit: true run their early-stopped fit alone and store it; a later "
+                             "bench run reuses it and runs only the refit (a run too long for one job as two)")
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -703,7 +728,7 @@ def main(args: argparse.Namespace) -> int:
                         cpus=args.cpus, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                         address=args.address, rerun_failed=args.rerun_failed, max_runs=args.max_runs,
                         dry_run=args.dry_run, use_tuned=args.use_tuned, command=_command_line(args),
-                        models=models)
+                        models=models, fit_only=args.fit_only)
     if outcome.report is not None:
         print(outcome.report)
     if outcome.failed:
