@@ -115,6 +115,47 @@ def test_refit_reuses_a_stored_early_stopped_fit_of_the_same_config(tmp_path, ti
                  validated=refit.validation)
 
 
+def test_fit_only_stores_the_early_stopped_fit_that_the_next_run_refits(tmp_path, tiny):
+    from bench.execution import store_outcome
+    from bench.report import SuiteReport
+    from bench.store import ResultStore, record_from_result
+    from bench.suite import plan
+
+    store = ResultStore(tmp_path / "results")
+    suite = _suite(tmp_path, tiny, {"epochs": 3, "refit": True})
+    (whole,) = plan(suite, tiny, store)
+    (fit,) = plan(suite, tiny, store, fit_only=True)
+    # The fit stage runs refit: false, and keeps its progress where the whole run keeps its
+    # own, so either resumes what the other left.
+    assert fit.stage == "fit" and fit.state == "missing" and fit.settings["refit"] is False
+    assert fit.config_hash != whole.config_hash and fit.progress_dir == whole.progress_dir
+    trained = run_once("narm", "tiny", 0, tmp_path / "w1", {**fit.settings, "device": "cpu"}, data_root=tiny)
+    record, ranks = record_from_result(fit.key, trained, fit.manifest, fit.manifest_sha256)
+    store_outcome(store, fit, {"status": "finished", "record": record, "ranks": ranks})
+    assert store.read(fit.key)["stage"] == "fit"
+
+    (again,) = plan(suite, tiny, store, fit_only=True)
+    assert again.stage == "fit" and again.state == "finished"  # nothing left for --fit-only
+    (refit,) = plan(suite, tiny, store)
+    assert refit.stage == "whole" and refit.state == "changed"
+    assert refit.validation is not None and refit.validation.best_epoch == trained.best_epoch
+
+    # Half a run is not a row: the report lists the seed as unfinished, its fit stored.
+    report = SuiteReport("fit", store, tmp_path / "reports", {"name": "fit", "models": ["narm"], "seeds": [0],
+                                                              "datasets": [{"name": "tiny"}]})
+    assert report.finished == [] and len(report.fitted) == 1
+    (lacking,) = [line for line in report.provenance() if line.startswith("- Not yet finished")]
+    assert lacking.endswith("tiny: NARM (`narm`) seed 0 (its early-stopped fit is stored: the refit remains)")
+
+    done = run_once("narm", "tiny", 0, tmp_path / "w2", {**refit.settings, "device": "cpu"}, data_root=tiny,
+                    validated=refit.validation)
+    record, ranks = record_from_result(refit.key, done, refit.manifest, refit.manifest_sha256)
+    store_outcome(store, refit, {"status": "finished", "record": record, "ranks": ranks})
+    assert "stage" not in store.read(refit.key)
+    (after,) = plan(suite, tiny, store, fit_only=True)
+    assert after.stage == "whole" and after.state == "finished"  # a whole run is never cut back to its fit
+
+
 def test_the_progress_line_shows_a_refit_and_its_epochs():
     import io
 
