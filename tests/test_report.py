@@ -79,6 +79,10 @@ def test_published_numbers_are_labelled_and_keep_sasrec_beauty_apart():
     row, cell = published_for("diginetica", "full", "narm")
     assert row == "NARM" and cell["recall@20"] == pytest.approx(0.4970) and not cell["verified"]
     assert published_for("yoochoose1_64", "full", "narm")[1]["verified"]
+    # The variant with the public code's initialisation is held to that code's number.
+    row, cell = published_for("diginetica", "full", "narm-pytorch-init")
+    assert row == "NARM (public PyTorch code)" and cell["mrr@20"] == pytest.approx(0.1849)
+    assert published_for("yoochoose1_64", "full", "narm-pytorch-init")[0] == "NARM"
     assert published_for("ml-1m", "sampled", "sasrec")[1]["verified"]
     assert published_for("ml-1m", "full", "sasrec") is None  # sampled numbers never meet full tables
     # their ranking excludes seen items: beside our `unseen` table, never the full one
