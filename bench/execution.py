@@ -127,7 +127,7 @@ def run_task(run: PlannedRun, progress=None, cpus: float = 1) -> dict:
                           on_refit_epoch=lambda epoch, epochs: _tell(progress, ("refit", run.label, epoch, epochs)))
         record, ranks = record_from_result(run.key, result, run.manifest, run.manifest_sha256,
                                            started_at=started_at, environment_at_start=environment_at_start)
-        _discard_progress(progress_dir)  # the record holds what it meant
+        _discard_progress(stored_progress(progress_dir, run.stage))  # the record holds what it meant
         return {"status": "finished", "record": record, "ranks": ranks}
     except Exception as err:  # noqa: BLE001  (any failure of a run is recorded, the suite goes on)
         return {"status": "failed", "error": f"{type(err).__name__}: {err}",
@@ -154,6 +154,15 @@ def _usable_progress_dir(folder: str | None) -> Path | None:
     except OSError:
         return None
     return folder
+
+
+def stored_progress(folder: Path | None, stage: str) -> Path | None:
+    """The part of a run's progress folder that its stored record makes useless: all of
+    it, or for a fit stage (``--fit-only``) the fit's alone, since a whole run killed in
+    its refit left the refit's progress beside it for the next run to resume."""
+    if folder is None or stage == "whole":
+        return folder
+    return folder / stage
 
 
 def _discard_progress(folder: Path | None) -> None:

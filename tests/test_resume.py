@@ -142,3 +142,17 @@ def test_a_stored_runs_progress_goes_with_its_empty_parents_only(tmp_path):
     assert not mine.parent.exists() and other.is_dir()  # narm/seed-0 gone, sasrec's kept
     _discard_progress(other)
     assert not (tmp_path / "results" / ".partial").exists() and (tmp_path / "results").is_dir()
+
+
+def test_a_stored_fit_stage_leaves_the_refits_progress(tmp_path):
+    from bench.execution import _discard_progress, stored_progress
+
+    store = ResultStore(tmp_path / "results")
+    folder = store.progress_dir(RunKey("s", "d", "narm", 0), "aaa")
+    for stage in ("fit", "refit"):
+        (folder / stage).mkdir(parents=True)
+    assert stored_progress(folder, "whole") == folder
+    _discard_progress(stored_progress(folder, "fit"))  # bench run --fit-only stored the fit
+    assert not (folder / "fit").exists() and (folder / "refit").is_dir()  # a killed refit resumes
+    _discard_progress(stored_progress(folder, "whole"))
+    assert not (tmp_path / "results" / ".partial").exists()
